@@ -1,0 +1,46 @@
+"""The `rlp-jax` command: a thin dispatcher over one module per subcommand.
+
+Each module in `SUBCOMMAND_MODULES` exposes `register(subparsers)`, which adds its parser
+and sets `handler` to a function taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rlp_jax.errors import UserError, one_line
+
+SUBCOMMAND_MODULES = (
+    "rlp_jax.cli.convert_cmd",
+    "rlp_jax.cli.fetch_cmd",
+    "rlp_jax.cli.score_cmd",
+    "rlp_jax.cli.sample_cmd",
+    "rlp_jax.cli.data_cmd",
+    "rlp_jax.cli.tokenizer_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlp-jax", description="Reinforcement pre-training of language models in JAX."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as err:
+        print(f"rlp-jax: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlp-jax: interrupted", file=sys.stderr)
+        return 130
