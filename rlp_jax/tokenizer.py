@@ -27,6 +27,7 @@ class Tokenizer(Protocol):
     bos_id: int | None
     eos_id: int | None
     pad_id: int | None
+    add_bos: bool  # whether sequences conventionally start with bos_id
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -55,6 +56,7 @@ class SentencePieceTokenizer:
         self.bos_id = _nonneg(self._sp.bos_id())
         self.eos_id = _nonneg(self._sp.eos_id())
         self.pad_id = _nonneg(self._sp.pad_id())
+        self.add_bos = self.bos_id is not None
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.EncodeAsIds(text))
@@ -77,10 +79,11 @@ class SentencePieceTokenizer:
 class HFTokenizer:
     """An HF `tokenizers` tokenizer (`tokenizer.json`), with bos/eos/pad ids kept beside it."""
 
-    def __init__(self, tokenizer, bos_id=None, eos_id=None, pad_id=None):
+    def __init__(self, tokenizer, bos_id=None, eos_id=None, pad_id=None, add_bos=False):
         self._tok = tokenizer
         self.vocab_size = int(tokenizer.get_vocab_size(with_added_tokens=True))
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.add_bos = bool(add_bos) and bos_id is not None
 
     @classmethod
     def from_file(cls, path: str) -> "HFTokenizer":
@@ -109,7 +112,8 @@ class HFTokenizer:
         os.makedirs(directory, exist_ok=True)
         self._tok.save(os.path.join(directory, HF_TOKENIZER_FILE))
         with open(os.path.join(directory, SPECIAL_TOKENS_FILE), "w") as f:
-            json.dump({"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id}, f)
+            json.dump({"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id,
+                       "add_bos": self.add_bos}, f)
 
 
 def load_tokenizer(path: str) -> Tokenizer:
@@ -136,12 +140,14 @@ def _read_special_tokens(directory: str, tok) -> dict:
     path = os.path.join(directory, SPECIAL_TOKENS_FILE)
     if os.path.exists(path):
         with open(path) as f:
-            return {k: v for k, v in json.load(f).items() if k in ("bos_id", "eos_id", "pad_id")}
+            return {k: v for k, v in json.load(f).items()
+                    if k in ("bos_id", "eos_id", "pad_id", "add_bos")}
     path = os.path.join(directory, "tokenizer_config.json")
-    out = {"bos_id": None, "eos_id": None, "pad_id": None}
+    out = {"bos_id": None, "eos_id": None, "pad_id": None, "add_bos": False}
     if os.path.exists(path):
         with open(path) as f:
             cfg = json.load(f)
+        out["add_bos"] = bool(cfg.get("add_bos_token", False))
         for key in ("bos", "eos", "pad"):
             token = cfg.get(f"{key}_token")
             if isinstance(token, dict):

@@ -1,0 +1,47 @@
+"""`rlp-jax convert`: import GGUF files and HF safetensors directories as model directories."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rlp_jax.errors import UserError
+
+
+def convert(source: str, out: str, param_dtype: str = "float32", scan_layers: bool = True) -> dict:
+    """Convert `gguf:PATH` or `hf:DIR` into an rlp-jax model directory at `out`.
+
+    Returns a summary (model config, parameter count, seconds taken).
+    """
+    from rlp_jax.convert.layout import params_from_hf
+    from rlp_jax.model_io import save_model
+
+    start = time.perf_counter()
+    kind, _, path = source.partition(":")
+    if not path:
+        raise UserError(f"--from must look like gguf:PATH or hf:DIR, got {source!r}")
+    path = os.path.expanduser(path)
+    if kind == "gguf":
+        from rlp_jax.convert import gguf_import
+
+        reader = gguf_import.open_gguf(path)
+        cfg = gguf_import.gguf_model_config(reader)
+        get = gguf_import.gguf_tensor_getter(reader, cfg)
+        tokenizer = gguf_import.gguf_tokenizer(reader)
+    elif kind == "hf":
+        from rlp_jax.convert import hf_import
+
+        if not os.path.isdir(path):
+            raise UserError(f"HF model directory not found: {path}")
+        cfg = hf_import.hf_model_config(path)
+        get = hf_import.hf_tensor_getter(path)
+        tokenizer = hf_import.hf_tokenizer(path)
+    else:
+        raise UserError(f"unknown source kind {kind!r}: use gguf:PATH or hf:DIR")
+    cfg = cfg.replace(param_dtype=param_dtype, scan_layers=scan_layers)
+    if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
+    params = params_from_hf(cfg, get)
+    save_model(out, cfg, params, tokenizer)
+    return {"out": os.path.abspath(out), "config": cfg.to_dict(), "parameters": cfg.param_count(),
+            "seconds": round(time.perf_counter() - start, 2)}

