@@ -24,8 +24,9 @@ def run(args) -> int:
     from rlp_jax.cli.model_args import load_model_and_tokenizer, read_text
     from rlp_jax.errors import UserError
 
+    text = read_text(args)  # cheap checks first: do not load a model for a missing file
     cfg, params, tokenizer = load_model_and_tokenizer(args)
-    ids = tokenizer.encode(read_text(args))
+    ids = tokenizer.encode(text)
     if tokenizer.add_bos and not args.no_bos:
         ids = [tokenizer.bos_id] + ids
     if len(ids) < 2:

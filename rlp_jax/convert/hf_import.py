@@ -32,8 +32,13 @@ def hf_model_config(directory: str) -> ModelConfig:
     if hf.get("hidden_act", "silu") != "silu":
         raise UserError(f"{path}: hidden_act {hf['hidden_act']!r} is not supported (silu only)")
     n_heads = hf["num_attention_heads"]
-    scaling = hf.get("rope_scaling") or None
-    if scaling and scaling.get("rope_type", scaling.get("type")) == "default":
+    # transformers ≥ 5 writes `rope_parameters` (theta + scaling); older versions write
+    # `rope_theta` and `rope_scaling` separately.
+    rope = dict(hf.get("rope_parameters") or {})
+    theta = float(hf.get("rope_theta") or rope.pop("rope_theta", 10000.0))
+    rope.pop("rope_theta", None)
+    scaling = hf.get("rope_scaling") or rope or None
+    if scaling and scaling.get("rope_type", scaling.get("type", "default")) == "default":
         scaling = None
     try:
         return ModelConfig(
@@ -45,7 +50,7 @@ def hf_model_config(directory: str) -> ModelConfig:
             n_kv_heads=hf.get("num_key_value_heads") or n_heads,
             head_dim=hf.get("head_dim") or hf["hidden_size"] // n_heads,
             mlp_dim=hf["intermediate_size"],
-            rope_theta=float(hf.get("rope_theta", (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0))),
+            rope_theta=theta,
             rope_scaling=scaling,
             rms_eps=float(hf.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
