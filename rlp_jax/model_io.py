@@ -53,7 +53,7 @@ def load_model(directory: str, mesh=None, rules=None, dtype: str | None = None):
     params_dir = os.path.join(directory, PARAMS_DIR)
     if not os.path.isdir(params_dir):
         raise UserError(f"{params_dir} not found: is {directory} an rlp-jax model directory?")
-    shapes = jax.tree.map(lambda x: x, jax.eval_shape(lambda: model.init_params(cfg, jax.random.key(0))))
+    shapes = jax.eval_shape(lambda: model.init_params(cfg, jax.random.key(0)))
     if mesh is None:
         device = jax.devices()[0]
         target_shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(device), shapes)

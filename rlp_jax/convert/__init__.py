@@ -21,6 +21,8 @@ def convert(source: str, out: str, param_dtype: str = "float32", scan_layers: bo
     if not path:
         raise UserError(f"--from must look like gguf:PATH or hf:DIR, got {source!r}")
     path = os.path.expanduser(path)
+    if os.path.exists(os.path.join(out, "params")):
+        raise UserError(f"{os.path.join(out, 'params')} already exists; choose an empty --out directory")
     if kind == "gguf":
         from rlp_jax.convert import gguf_import
 
