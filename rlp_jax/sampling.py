@@ -1,7 +1,12 @@
-"""Token sampling: temperature / top-k / top-p, and prompt → continuation generation.
+"""Token sampling: temperature / top-k / top-p, one decode loop, and its two users.
 
-Generation is one prefill plus a jitted `lax.while_loop` of `decode_step`s over a donated
-KV cache; rows stop independently at the end-of-sequence token.
+`decode_loop` is a `lax.while_loop` of one-token `extend`s over [B, R] branches with a
+per-branch KV cache and an optional shared prefix; branches stop independently.
+
+* `generate`: prompt → continuation (R = 1, no prefix; the stop token is kept).
+* `rollout_thoughts`: RLP thoughts (DESIGN §3.3): one prefill per window, then K·G
+  branches per window decode against the window's cache through a per-branch mask (no
+  copy of the window's keys/values); the close marker is teacher-forced and x_t scored.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from flax import struct
+
+from rlp_jax import branches as br
 from rlp_jax import model as model_lib
 from rlp_jax.model_config import ModelConfig
+from rlp_jax.rlp_config import RLPConfig
 
 
 def sample_logits(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
@@ -33,6 +42,58 @@ def sample_logits(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: 
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
+@struct.dataclass
+class Decoded:
+    """Output of `decode_loop`: tokens `[B, R, n]` (0 past a branch's end) and their log-probs."""
+
+    tokens: jax.Array
+    logp: jax.Array  # log-prob under the (tempered) sampling policy, 0 past the end
+    lengths: jax.Array  # [B, R] kept tokens
+    cache: model_lib.KVCache
+
+
+def decode_loop(params, cfg: ModelConfig, logits, cache, start_pos, key, max_len: int,
+                temperature: float, top_k: int, top_p: float, stop_id, keep_stop: bool,
+                prefix_k=None, prefix_v=None, prefix_mask=None) -> Decoded:
+    """Sample up to `max_len` tokens per branch from `logits [B, R, V]` onwards.
+
+    Token u of a branch sits at RoPE position `start_pos[b, r] + u`. A branch ends at
+    `stop_id` (kept in the output iff `keep_stop`); its later steps are written as invalid
+    slots, which no query ever attends to. The prefix (a window cache `[L, B, P, ...]`)
+    is read with `prefix_mask [B, R, 1, P]`.
+    """
+    batch, branches, _ = logits.shape
+    prefix = None
+    if prefix_k is not None:
+        prefix = model_lib.SharedPrefix(k=prefix_k, v=prefix_v, mask=prefix_mask)
+
+    def body(state):
+        step, last, cache, out, logp, done, lengths, key = state
+        key, sub = jax.random.split(key)
+        token = sample_logits(last, sub, temperature, top_k, top_p)
+        token_logp = jnp.take_along_axis(br.tempered_logp(last, temperature), token[..., None], -1)[..., 0]
+        stop = token == stop_id
+        keep = ~done & (keep_stop | ~stop)
+        out = out.at[:, :, step].set(jnp.where(keep, token, 0))
+        logp = logp.at[:, :, step].set(jnp.where(keep, token_logp, 0.0))
+        lengths = lengths + keep.astype(jnp.int32)
+        done = done | stop
+        new_logits, cache = model_lib.extend(
+            params, cfg, token[..., None], (start_pos + step)[..., None], cache, prefix=prefix,
+            valid=keep[..., None])
+        return step + 1, new_logits[:, :, 0], cache, out, logp, done, lengths, key
+
+    def cond(state):
+        return (state[0] < max_len) & ~jnp.all(state[5])
+
+    zeros = jnp.zeros((batch, branches, max_len))
+    state = (jnp.zeros((), jnp.int32), logits.astype(jnp.float32), cache, zeros.astype(jnp.int32),
+             zeros.astype(jnp.float32), jnp.zeros((batch, branches), bool),
+             jnp.zeros((batch, branches), jnp.int32), key)
+    _, _, cache, out, logp, _, lengths, _ = jax.lax.while_loop(cond, body, state)
+    return Decoded(tokens=out, logp=logp, lengths=lengths, cache=cache)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "temperature", "top_k", "top_p"))
 def generate(params, cfg: ModelConfig, prompt, prompt_valid, key, max_new_tokens: int,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, eos_id: int = -1):
@@ -44,26 +105,62 @@ def generate(params, cfg: ModelConfig, prompt, prompt_valid, key, max_new_tokens
     positions = jnp.maximum(jnp.cumsum(prompt_valid, axis=1) - 1, 0).astype(jnp.int32)
     cache = model_lib.init_cache(cfg, batch, prompt_len + max_new_tokens)
     logits, cache = model_lib.prefill(params, cfg, prompt, cache, positions, prompt_valid)
-    next_pos = positions[:, -1] + 1
-    out = jnp.zeros((batch, max_new_tokens), jnp.int32)
-    done = jnp.zeros((batch,), bool)
-    lengths = jnp.zeros((batch,), jnp.int32)
+    start = (positions[:, -1] + 1)[:, None]
+    out = decode_loop(params, cfg, logits[:, None, -1], cache, start, key, max_new_tokens,
+                      temperature, top_k, top_p, eos_id, keep_stop=True)
+    return out.tokens[:, 0], out.lengths[:, 0]
 
-    def body(state):
-        step, last_logits, cache, out, done, lengths, key = state
-        key, sub = jax.random.split(key)
-        token = sample_logits(last_logits, sub, temperature, top_k, top_p)
-        token = jnp.where(done, 0, token)
-        out = out.at[:, step].set(token)
-        lengths = lengths + (~done).astype(jnp.int32)
-        done = done | (token == eos_id)
-        logits, cache = model_lib.decode_step(params, cfg, token, next_pos + step, cache)
-        return step + 1, logits, cache, out, done, lengths, key
 
-    def cond(state):
-        step, _, _, _, done, _, _ = state
-        return (step < max_new_tokens) & ~jnp.all(done)
+@struct.dataclass
+class Rollout:
+    """Thoughts of N = B·K·G branches laid out `[B, K·G]` (groups of G contiguous)."""
 
-    state = (jnp.zeros((), jnp.int32), logits[:, -1], cache, out, done, lengths, key)
-    _, _, _, out, _, lengths, _ = jax.lax.while_loop(cond, body, state)
-    return out, lengths
+    t: jax.Array  # [B, R] thinking position of each branch
+    thoughts: jax.Array  # [B, R, L] sampled tokens, 0 past `lengths`
+    lengths: jax.Array  # [B, R] thought tokens (close marker excluded)
+    logp: jax.Array  # [B, R, L] log π_θold of each thought token at the sampling temperature
+    s_pred: jax.Array  # [B, R] log p_θold(x_t | x_<t, thought)
+
+
+def finish_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, decoded: Decoded,
+                    prefix_fn) -> Rollout:
+    """Teacher-force the close marker after each thought and score the true x_t (S_pred)."""
+    o, c = len(rcfg.open_ids), len(rcfg.close_ids)
+    shape = t_branch.shape
+    close_tok = jnp.broadcast_to(jnp.asarray(rcfg.close_ids, jnp.int32), shape + (c,))
+    close_pos = (t_branch + o + decoded.lengths)[..., None] + jnp.arange(c)
+    logits, _ = model_lib.extend(params, cfg, close_tok, close_pos, decoded.cache, prefix=prefix_fn(c))
+    final = jax.nn.log_softmax(logits[:, :, -1].astype(jnp.float32), axis=-1)
+    s_pred = jnp.take_along_axis(final, br.targets_at(window, t_branch)[..., None], -1)[..., 0]
+    return Rollout(t=t_branch, thoughts=decoded.tokens, lengths=decoded.lengths, logp=decoded.logp,
+                   s_pred=s_pred)
+
+
+def rollout_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t, key) -> Rollout:
+    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`.
+
+    One prefill per window; every branch then reads the window's cache through the mask
+    `slot < t` (no copy), and writes only its own open marker + thought + close marker
+    into a small per-branch cache of `o + L + c` slots.
+    """
+    batch, window_len = window.shape
+    t_branch = br.branch_starts(t, rcfg.group_size)
+    window_cache = model_lib.init_cache(cfg, batch, window_len)
+    _, window_cache = model_lib.prefill(params, cfg, window, window_cache)
+
+    def prefix_fn(queries):
+        return model_lib.prefix_from_cache(window_cache, br.window_mask(t_branch, window_len, queries))
+
+    o = len(rcfg.open_ids)
+    cache = model_lib.init_cache(cfg, batch, rcfg.branch_len, branches=t_branch.shape[1])
+    open_tok = jnp.broadcast_to(jnp.asarray(rcfg.open_ids, jnp.int32), t_branch.shape + (o,))
+    open_pos = t_branch[..., None] + jnp.arange(o)
+    logits, cache = model_lib.extend(params, cfg, open_tok, open_pos, cache, prefix=prefix_fn(o))
+    one = prefix_fn(1)
+    decoded = decode_loop(params, cfg, logits[:, :, -1], cache, t_branch + o, key, rcfg.thought_len,
+                          rcfg.temperature, rcfg.top_k, rcfg.top_p, rcfg.close_ids[0], keep_stop=False,
+                          prefix_k=one.k, prefix_v=one.v, prefix_mask=one.mask)
+    return finish_thoughts(params, cfg, rcfg, window, t_branch, decoded, prefix_fn)
+
+
+rollout_thoughts_jit = jax.jit(rollout_thoughts, static_argnames=("cfg", "rcfg"))

@@ -1,0 +1,96 @@
+"""Thought branches over a shared window prefix: layout, masks, and teacher-forced scoring.
+
+A window `x [B, T]` gets R = K·G branches per row; branch (b, r) thinks at position
+`t[b, r]`, sees `x[b, :t]` through the window's prefill (DESIGN §3.3, no per-branch copy)
+and lays out, at RoPE positions that continue from t,
+
+    slots  0 .. o-1        open marker
+           o .. o+L-1      thought tokens c_1..c_L (slots past the branch's length are invalid)
+           o+L .. o+L+c-1  close marker (teacher-forced), positions continue after c_len
+
+The logits at the last close slot score x_t (S_pred). `score_branches` is the gradient
+pass: it prefills the window with the same params so gradients reach the window's K/V.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rlp_jax import model as model_lib
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.rlp_config import RLPConfig
+
+
+@struct.dataclass
+class BranchScores:
+    """Per-branch outputs of a teacher-forced pass (all [B, R] or [B, R, L])."""
+
+    thought_logp: jax.Array  # log π(c_u | ...) at the sampling temperature, 0 on masked slots
+    thought_mask: jax.Array  # bool, u < length
+    entropy: jax.Array  # entropy of the tempered policy at each thought slot
+    s_pred: jax.Array  # log p(x_t | x_<t, c) at temperature 1
+
+
+def branch_starts(t: jax.Array, group_size: int) -> jax.Array:
+    """Positions `[B, K]` → per-branch thinking positions `[B, K·G]` (groups contiguous)."""
+    return jnp.repeat(t, group_size, axis=1)
+
+
+def window_mask(t_branch: jax.Array, window_len: int, queries: int) -> jax.Array:
+    """Mask `[B, R, queries, T]`: branch r may read window slots `< t[b, r]`."""
+    visible = jnp.arange(window_len) < t_branch[..., None, None]
+    return jnp.broadcast_to(visible, t_branch.shape + (queries, window_len))
+
+
+def targets_at(window: jax.Array, t_branch: jax.Array) -> jax.Array:
+    """The true next token x_t of every branch, `[B, R]`."""
+    return jnp.take_along_axis(window, t_branch, axis=1)
+
+
+def layout(rcfg: RLPConfig, t_branch, thoughts, lengths):
+    """Tokens, RoPE positions and validity `[B, R, o+L+c]` of the teacher-forced branches."""
+    o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
+    shape = t_branch.shape
+    open_tok = jnp.broadcast_to(jnp.asarray(rcfg.open_ids, jnp.int32), shape + (o,))
+    close_tok = jnp.broadcast_to(jnp.asarray(rcfg.close_ids, jnp.int32), shape + (c,))
+    tokens = jnp.concatenate([open_tok, thoughts.astype(jnp.int32), close_tok], axis=-1)
+    t = t_branch[..., None]
+    u = jnp.arange(L)
+    positions = jnp.concatenate([
+        t + jnp.arange(o), t + o + u, t + o + lengths[..., None] + jnp.arange(c)], axis=-1)
+    valid = jnp.concatenate([
+        jnp.ones(shape + (o,), bool), u < lengths[..., None], jnp.ones(shape + (c,), bool)], axis=-1)
+    return tokens, positions.astype(jnp.int32), valid
+
+
+def tempered_logp(logits, temperature: float):
+    """Log-probabilities of the sampling policy (temperature 0 means greedy: use raw logits)."""
+    scale = 1.0 if temperature == 0.0 else 1.0 / temperature
+    return jax.nn.log_softmax(logits.astype(jnp.float32) * scale, axis=-1)
+
+
+def scores_from_logits(logits, rcfg: RLPConfig, thoughts, lengths, targets) -> BranchScores:
+    """Read thought log-probs, entropies and S_pred off teacher-forced logits `[B,R,S,V]`."""
+    o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
+    logp_all = tempered_logp(logits[..., o - 1 : o - 1 + L, :], rcfg.temperature)
+    mask = jnp.arange(L) < lengths[..., None]
+    thought_logp = jnp.take_along_axis(logp_all, thoughts[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+    final = jax.nn.log_softmax(logits[..., o + L + c - 1, :].astype(jnp.float32), axis=-1)
+    s_pred = jnp.take_along_axis(final, targets[..., None], axis=-1)[..., 0]
+    return BranchScores(thought_logp=jnp.where(mask, thought_logp, 0.0), thought_mask=mask,
+                        entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)
+
+
+def score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,
+                   lengths) -> BranchScores:
+    """Teacher-forced pass over all branches: one window prefill + one `extend` with prefix."""
+    batch, window_len = window.shape
+    cache = model_lib.init_cache(cfg, batch, window_len)
+    _, cache = model_lib.prefill(params, cfg, window, cache)
+    tokens, positions, valid = layout(rcfg, t_branch, thoughts, lengths)
+    prefix = model_lib.prefix_from_cache(cache, window_mask(t_branch, window_len, tokens.shape[-1]))
+    logits, _ = model_lib.extend(params, cfg, tokens, positions, prefix=prefix, valid=valid)
+    return scores_from_logits(logits, rcfg, thoughts, lengths, targets_at(window, t_branch))

@@ -1,0 +1,37 @@
+"""RLP's information-gain reward (DESIGN §2.1): r = S_pred − S_ema, a constant for the loss.
+
+S_pred comes from the rollout (θ_old scoring x_t after the teacher-forced close marker);
+S_ema from one no-think teacher-forced pass of the EMA teacher φ over the whole window,
+which also yields the per-position entropy used to choose where to think.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlp_jax import model as model_lib
+from rlp_jax.model_config import ModelConfig
+
+
+def no_think_scores(ema_params, cfg: ModelConfig, window):
+    """`(S_ema [B, T], entropy [B, T])`: log p_φ(x_t | x_<t) and the entropy of p_φ(· | x_<t).
+
+    Column 0 has no context and is 0 in both (positions start at min_context ≥ 1).
+    """
+    logits = model_lib.forward(ema_params, cfg, window)[:, :-1]
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    score = jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    pad = jnp.zeros((window.shape[0], 1), jnp.float32)
+    return jnp.concatenate([pad, score], axis=1), jnp.concatenate([pad, entropy], axis=1)
+
+
+def at_branches(per_position, t_branch):
+    """Gather a `[B, T]` per-position quantity at each branch's position `[B, R]`."""
+    return jnp.take_along_axis(per_position, t_branch, axis=1)
+
+
+def information_gain(s_pred, s_ema):
+    """r = S_pred − S_ema, with no gradient through either score."""
+    return jax.lax.stop_gradient(s_pred - s_ema)

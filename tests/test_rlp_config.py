@@ -1,0 +1,58 @@
+"""Bad RLP configurations fail early with one-line UserErrors that name the field."""
+
+import pytest
+
+from rlp_jax.errors import UserError
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"group_size": 1}, "group_size"),
+    ({"advantage": "ppo"}, "advantage"),
+    ({"position_strategy": "all"}, "position_strategy"),
+    ({"thought_len": 0}, "thought_len"),
+    ({"minibatches": 3}, "minibatches"),
+    ({"temperature": 0.0}, "temperature"),
+    ({"ema_decay": 1.0}, "ema_decay"),
+    ({"close_ids": (-1,)}, "close_ids"),
+])
+def test_bad_fields_raise_one_line_errors(changes, field):
+    with pytest.raises(UserError) as err:
+        RLPConfig(**changes)
+    assert f"rlp.{field}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_impossible_positions_or_thought_length_for_the_context():
+    cfg = RLPConfig(positions_per_window=8, min_context=60, thought_len=32, open_ids=(1,), close_ids=(2,))
+    with pytest.raises(UserError, match="positions_per_window"):
+        cfg.check(window_len=64, vocab_size=100)
+    cfg.check(window_len=128, vocab_size=100, max_seq_len=200)
+    with pytest.raises(UserError, match="thought_len"):
+        cfg.check(window_len=128, vocab_size=100, max_seq_len=150)
+    with pytest.raises(UserError, match="outside the model vocabulary"):
+        cfg.check(window_len=128, vocab_size=2)
+    with pytest.raises(UserError, match="open_ids"):
+        RLPConfig().check(window_len=128, vocab_size=100)
+
+
+def test_markers_from_tokenizer_text():
+    class Tok:
+        def token_to_id(self, text):
+            return {"<think>": 7}.get(text)
+
+        def encode(self, text):
+            return [ord(ch) % 50 for ch in text]
+
+    cfg = RLPConfig().with_markers(Tok())
+    assert cfg.open_ids == (7,) and cfg.close_ids == tuple(ord(ch) % 50 for ch in "</think>")
+    assert RLPConfig(close_ids=(3,)).with_markers(Tok()).close_ids == (3,)
+    assert cfg.branch_len == 1 + 64 + 8 and cfg.branches == 128
+
+
+def test_optimizer_config_errors():
+    with pytest.raises(UserError, match="optimizer.schedule"):
+        OptimizerConfig(schedule="exp")
+    with pytest.raises(UserError, match="optimizer.decay_steps"):
+        OptimizerConfig(schedule="cosine")
+    with pytest.raises(UserError, match="optimizer.learning_rate"):
+        OptimizerConfig(learning_rate=0.0)
