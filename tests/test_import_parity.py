@@ -78,3 +78,22 @@ def test_sharded_safetensors_index(tmp_path):
         ref = hf(torch.tensor(tokens)).logits.numpy()
     ours = np.asarray(model.forward(params, cfg, jnp.asarray(tokens, jnp.int32)))
     assert np.abs(ours - ref).max() <= 1e-4
+
+
+def test_hf_directory_tokenizer_travels_with_the_model(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from rlp_jax.tokenizer import load_tokenizer
+
+    hf = _hf_model("qwen3", dict(tie_word_embeddings=True, head_dim=16))
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    vocab = {"<s>": 0, "</s>": 1, "[UNK]": 2, "hello": 3, "world": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "hf" / "tokenizer.json"))
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(
+        '{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true}')
+    convert(f"hf:{tmp_path / 'hf'}", str(tmp_path / "ours"))
+    restored = load_tokenizer(str(tmp_path / "ours"))
+    assert restored.encode("hello world zebra") == [3, 4, 2]
+    assert (restored.bos_id, restored.eos_id, restored.add_bos) == (0, 1, True)
