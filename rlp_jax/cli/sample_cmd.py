@@ -37,5 +37,8 @@ def run(args) -> int:
     eos = -1 if tokenizer.eos_id is None else tokenizer.eos_id
     out, lengths = generate(params, cfg, prompt, jnp.ones_like(prompt, bool), jax.random.key(args.seed),
                             args.max_new_tokens, args.temperature, args.top_k, args.top_p, eos)
-    print(tokenizer.decode([int(t) for t in out[0, : int(lengths[0])]]))
+    new_ids = [int(t) for t in out[0, : int(lengths[0])]]
+    if new_ids and new_ids[-1] == eos:
+        new_ids = new_ids[:-1]  # the stop token is not part of the text
+    print(tokenizer.decode(new_ids))
     return 0
