@@ -108,7 +108,7 @@ def rlp_step(state: TrainState, window, *, cfg: ModelConfig, rcfg: RLPConfig, oc
         params, opt_state, ema = carry
         mb = _minibatch(batch, i % rcfg.minibatches, rcfg.minibatches)
         grads, metrics = grad_fn(params, cfg, rcfg, mb)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state, ema_update(ema, params, rcfg.ema_decay)), metrics
