@@ -199,13 +199,16 @@ class Transformer(nn.Module):
 # ----------------------------------------------------------------------------- entry points
 
 
-def abstract_params(cfg: ModelConfig) -> Params:
-    """Shapes, dtypes and logical axis metadata of the parameters, without allocating."""
+def _boxed_init(cfg: ModelConfig, key: jax.Array) -> Params:
+    """Flax init on a one-token dummy input; leaves keep their logical-axis boxes."""
     tokens = jnp.zeros((1, 1, 1), jnp.int32)
     ctx = _Context(positions=jnp.zeros((1, 1, 1), jnp.int32), own_mask=jnp.ones((1, 1, 1, 1), bool))
-    return jax.eval_shape(
-        lambda key: Transformer(cfg).init(key, tokens, _LayerInputs(), ctx), jax.random.key(0)
-    )
+    return Transformer(cfg).init(key, tokens, _LayerInputs(), ctx)
+
+
+def abstract_params(cfg: ModelConfig) -> Params:
+    """Shapes, dtypes and logical axis metadata of the parameters, without allocating."""
+    return jax.eval_shape(lambda key: _boxed_init(cfg, key), jax.random.key(0))
 
 
 def logical_axes(cfg: ModelConfig) -> Params:
@@ -215,9 +218,7 @@ def logical_axes(cfg: ModelConfig) -> Params:
 
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
     """Random parameters (normal(0.02) kernels, unit norms), metadata boxes removed."""
-    tokens = jnp.zeros((1, 1, 1), jnp.int32)
-    ctx = _Context(positions=jnp.zeros((1, 1, 1), jnp.int32), own_mask=jnp.ones((1, 1, 1, 1), bool))
-    return nn.unbox(Transformer(cfg).init(key, tokens, _LayerInputs(), ctx))
+    return nn.unbox(_boxed_init(cfg, key))
 
 
 def forward(params: Params, cfg: ModelConfig, tokens, positions=None, segment_ids=None):

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, read_json
 
 MODEL_CONFIG_FILE = "model_config.json"
 FAMILIES = ("llama", "qwen3")
@@ -91,14 +91,7 @@ class ModelConfig:
     @classmethod
     def load(cls, directory: str) -> "ModelConfig":
         path = os.path.join(directory, MODEL_CONFIG_FILE)
-        if not os.path.exists(path):
-            raise UserError(f"{path} not found: is {directory} an rlp-jax checkpoint?")
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(f"cannot read {path}: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, f"is {directory} an rlp-jax checkpoint?"))
 
     def param_count(self) -> int:
         attn = self.d_model * self.head_dim * (2 * self.n_heads + 2 * self.n_kv_heads)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, read_json
 from rlp_jax.model_config import ModelConfig
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen3")
@@ -15,13 +14,7 @@ SUPPORTED_MODEL_TYPES = ("llama", "qwen3")
 
 def hf_model_config(directory: str) -> ModelConfig:
     path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found: an HF model directory needs config.json")
-    try:
-        with open(path) as f:
-            hf = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot parse {path}: {err}") from None
+    hf = read_json(path, "an HF model directory needs config.json")
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UserError(f"unsupported model_type {model_type!r} in {path} "
@@ -64,8 +57,10 @@ def hf_model_config(directory: str) -> ModelConfig:
 def _safetensor_files(directory: str) -> list[str]:
     index = os.path.join(directory, "model.safetensors.index.json")
     if os.path.isfile(index):
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
+        weight_map = read_json(index, "").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError(f"{index} has no weight_map")
+        files = sorted(set(weight_map.values()))
         return [os.path.join(directory, name) for name in files]
     single = os.path.join(directory, "model.safetensors")
     if os.path.isfile(single):
