@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "rlp_jax.cli.fetch_cmd",
     "rlp_jax.cli.score_cmd",
     "rlp_jax.cli.sample_cmd",
+    "rlp_jax.cli.export_cmd",
     "rlp_jax.cli.data_cmd",
     "rlp_jax.cli.tokenizer_cmd",
 )

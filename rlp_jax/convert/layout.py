@@ -1,12 +1,13 @@
-"""Map HF-named weight tensors (the Llama / Qwen3 safetensors layout) onto our params.
+"""One table between HF tensor names (the Llama / Qwen3 safetensors layout) and our params.
 
-Both importers (safetensors and GGUF) first produce tensors under HF names, so this one
-table is the only place that knows how our parameter tree is laid out.
+Importers (safetensors, GGUF) produce tensors under HF names and call `params_from_hf`;
+the exporter calls `hf_from_params`. Both read `_LAYER_TABLE`, so the mapping is written
+once and the two directions cannot drift apart.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,52 @@ from rlp_jax.errors import UserError
 from rlp_jax.model_config import ModelConfig
 
 TensorGetter = Callable[[str], np.ndarray]
+
+# (HF name inside `model.layers.{i}.`, our module name, kind); kinds are described in _shapes.
+_LAYER_TABLE = (
+    ("input_layernorm.weight", "attn_norm", "norm"),
+    ("post_attention_layernorm.weight", "mlp_norm", "norm"),
+    ("self_attn.q_proj.weight", "q", "q_proj"),
+    ("self_attn.k_proj.weight", "k", "kv_proj"),
+    ("self_attn.v_proj.weight", "v", "kv_proj"),
+    ("self_attn.o_proj.weight", "o", "o_proj"),
+    ("mlp.gate_proj.weight", "gate", "mlp_in"),
+    ("mlp.up_proj.weight", "up", "mlp_in"),
+    ("mlp.down_proj.weight", "down", "mlp_out"),
+    ("self_attn.q_norm.weight", "q_norm", "head_norm"),
+    ("self_attn.k_norm.weight", "k_norm", "head_norm"),
+)
+
+
+def _shapes(cfg: ModelConfig, kind: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(HF shape, our shape) of one layer tensor. HF Linear weights are [out, in]."""
+    d, h, kvh, hd, f = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.mlp_dim
+    return {
+        "norm": ((d,), (d,)),
+        "head_norm": ((hd,), (hd,)),
+        "q_proj": ((h * hd, d), (d, h, hd)),
+        "kv_proj": ((kvh * hd, d), (d, kvh, hd)),
+        "o_proj": ((d, h * hd), (h, hd, d)),
+        "mlp_in": ((f, d), (d, f)),
+        "mlp_out": ((d, f), (f, d)),
+    }[kind]
+
+
+def _to_ours(array: np.ndarray, ours_shape) -> np.ndarray:
+    return array.T.reshape(ours_shape) if array.ndim == 2 else array
+
+
+def _to_hf(array: np.ndarray, hf_shape) -> np.ndarray:
+    if len(hf_shape) == 1:
+        return array
+    return np.ascontiguousarray(array.reshape(tuple(reversed(hf_shape))).T)
+
+
+def _layer_entries(cfg: ModelConfig) -> Iterator[tuple[str, str, tuple, tuple]]:
+    for hf_name, ours, kind in _LAYER_TABLE:
+        if kind == "head_norm" and not cfg.qk_norm:
+            continue
+        yield (hf_name, ours) + _shapes(cfg, kind)
 
 
 def _checked(get: TensorGetter, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -26,27 +73,12 @@ def _checked(get: TensorGetter, name: str, shape: tuple[int, ...]) -> np.ndarray
 
 def params_from_hf(cfg: ModelConfig, get: TensorGetter) -> dict:
     """Build the (stacked or per-layer) parameter tree from HF-named tensors."""
-    d, h, kvh, hd, f, v = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
-                           cfg.mlp_dim, cfg.vocab_size)
     layers = []
     for i in range(cfg.n_layers):
-        pre = f"model.layers.{i}."
-        layer = {
-            "attn_norm": {"scale": _checked(get, pre + "input_layernorm.weight", (d,))},
-            "mlp_norm": {"scale": _checked(get, pre + "post_attention_layernorm.weight", (d,))},
-            "q": {"kernel": _checked(get, pre + "self_attn.q_proj.weight", (h * hd, d)).T.reshape(d, h, hd)},
-            "k": {"kernel": _checked(get, pre + "self_attn.k_proj.weight", (kvh * hd, d)).T.reshape(d, kvh, hd)},
-            "v": {"kernel": _checked(get, pre + "self_attn.v_proj.weight", (kvh * hd, d)).T.reshape(d, kvh, hd)},
-            "o": {"kernel": _checked(get, pre + "self_attn.o_proj.weight", (d, h * hd)).T.reshape(h, hd, d)},
-            "gate": {"kernel": _checked(get, pre + "mlp.gate_proj.weight", (f, d)).T},
-            "up": {"kernel": _checked(get, pre + "mlp.up_proj.weight", (f, d)).T},
-            "down": {"kernel": _checked(get, pre + "mlp.down_proj.weight", (d, f)).T},
-        }
-        if cfg.qk_norm:
-            layer["q_norm"] = {"scale": _checked(get, pre + "self_attn.q_norm.weight", (hd,))}
-            layer["k_norm"] = {"scale": _checked(get, pre + "self_attn.k_norm.weight", (hd,))}
-        layers.append(layer)
-
+        layers.append({ours: {"scale" if len(ours_shape) == 1 else "kernel":
+                              _to_ours(_checked(get, f"model.layers.{i}.{hf}", hf_shape), ours_shape)}
+                       for hf, ours, hf_shape, ours_shape in _layer_entries(cfg)})
+    d, v = cfg.d_model, cfg.vocab_size
     params = {
         "embed": {"embedding": _checked(get, "model.embed_tokens.weight", (v, d))},
         "final_norm": {"scale": _checked(get, "model.norm.weight", (d,))},
@@ -58,6 +90,27 @@ def params_from_hf(cfg: ModelConfig, get: TensorGetter) -> dict:
     else:
         params.update({f"layers_{i}": layer for i, layer in enumerate(layers)})
     return {"params": _cast(params, jnp.dtype(cfg.param_dtype))}
+
+
+def hf_from_params(cfg: ModelConfig, params: dict, dtype=np.float32) -> dict[str, np.ndarray]:
+    """HF-named numpy tensors from our parameter tree (the inverse of `params_from_hf`)."""
+    tree = params["params"]
+
+    def layer(i: int) -> dict:
+        if cfg.scan_layers:
+            return {k: {n: np.asarray(a[i]) for n, a in sub.items()} for k, sub in tree["layers"].items()}
+        return tree[f"layers_{i}"]
+
+    out = {"model.embed_tokens.weight": np.asarray(tree["embed"]["embedding"]),
+           "model.norm.weight": np.asarray(tree["final_norm"]["scale"])}
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = np.asarray(tree["lm_head"]["kernel"]).T
+    for i in range(cfg.n_layers):
+        ours_layer = layer(i)
+        for hf, ours, hf_shape, _ in _layer_entries(cfg):
+            value = np.asarray(next(iter(ours_layer[ours].values())))
+            out[f"model.layers.{i}.{hf}"] = _to_hf(value, hf_shape)
+    return {k: np.ascontiguousarray(np.asarray(v, np.float32).astype(dtype)) for k, v in out.items()}
 
 
 def _stack(layers: list[dict]) -> dict:

@@ -1,0 +1,80 @@
+"""Export a model as an HF directory (safetensors + config.json + tokenizer files).
+
+The result loads with `transformers.AutoModelForCausalLM.from_pretrained(OUT)` and
+`AutoTokenizer.from_pretrained(OUT)`, so vLLM and evaluation harnesses can take it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax.numpy as jnp
+
+from rlp_jax.convert.layout import hf_from_params
+from rlp_jax.errors import UserError
+from rlp_jax.model_config import ModelConfig
+
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
+def hf_config(cfg: ModelConfig, tokenizer=None) -> dict:
+    config = {
+        "architectures": [_ARCHITECTURES[cfg.family]],
+        "model_type": cfg.family,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.mlp_dim,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "max_position_embeddings": cfg.max_seq_len,
+        "rms_norm_eps": cfg.rms_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": cfg.rope_scaling,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "torch_dtype": "float32",
+    }
+    if tokenizer is not None:
+        config.update(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
+                      pad_token_id=tokenizer.pad_id)
+    return config
+
+
+def _tokenizer_config(tokenizer) -> dict:
+    def piece(token_id):
+        return None if token_id is None else tokenizer.id_to_piece(token_id)
+
+    return {"bos_token": piece(tokenizer.bos_id), "eos_token": piece(tokenizer.eos_id),
+            "pad_token": piece(tokenizer.pad_id), "add_bos_token": bool(tokenizer.add_bos),
+            "add_eos_token": False, "model_max_length": 1 << 30}
+
+
+def export_hf(cfg: ModelConfig, params, out: str, tokenizer=None, dtype: str = "float32") -> str:
+    """Write `out/` as an HF checkpoint; returns its absolute path."""
+    from safetensors.numpy import save_file
+
+    from rlp_jax.tokenizer import SentencePieceTokenizer
+
+    out = os.path.abspath(out)
+    if os.path.exists(os.path.join(out, "model.safetensors")):
+        raise UserError(f"{out} already holds model.safetensors; choose an empty --to-hf directory")
+    os.makedirs(out, exist_ok=True)
+    tensors = hf_from_params(cfg, params, jnp.dtype(dtype))
+    save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    config = hf_config(cfg, tokenizer)
+    config["torch_dtype"] = dtype
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    if tokenizer is not None:
+        tokenizer.save(out)
+        tok_config = _tokenizer_config(tokenizer)
+        tok_config["tokenizer_class"] = ("LlamaTokenizer" if isinstance(tokenizer, SentencePieceTokenizer)
+                                         else "PreTrainedTokenizerFast")
+        with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+            json.dump(tok_config, f, indent=2)
+    return out

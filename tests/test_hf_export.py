@@ -1,0 +1,68 @@
+"""Export round trip: transformers loads our export and its logits match ours (≤ 1e-4)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from rlp_jax import model  # noqa: E402
+from rlp_jax.cli import main as cli_main  # noqa: E402
+from rlp_jax.convert.hf_export import export_hf  # noqa: E402
+from rlp_jax.model_config import ModelConfig  # noqa: E402
+from rlp_jax.model_io import save_model  # noqa: E402
+
+CONFIGS = {
+    "llama_untied_llama3_rope": ModelConfig(
+        family="llama", vocab_size=90, d_model=48, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
+        mlp_dim=72, tie_embeddings=False, rope_theta=5e4,
+        rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+    "qwen3_tied_unstacked": ModelConfig(
+        family="qwen3", vocab_size=90, d_model=48, n_layers=2, n_heads=6, n_kv_heads=3, head_dim=8,
+        mlp_dim=72, tie_embeddings=True, qk_norm=True, rms_eps=1e-6, scan_layers=False),
+}
+
+
+def _randomize_norms(params, key):
+    """Norm scales are ones at init; perturb them so a swapped norm would show."""
+    def perturb(path, x):
+        name = jax.tree_util.keystr(path)
+        if "norm" in name:
+            return x + 0.3 * jax.random.normal(jax.random.fold_in(key, hash(name) % 1000), x.shape)
+        return x
+    return jax.tree_util.tree_map_with_path(perturb, params)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_transformers_matches_our_logits_after_export(tmp_path, name):
+    cfg = CONFIGS[name]
+    params = _randomize_norms(model.init_params(cfg, jax.random.key(0)), jax.random.key(1))
+    export_hf(cfg, params, str(tmp_path / "hf"))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 33))
+    with torch.no_grad():
+        ref = hf(torch.tensor(tokens)).logits.numpy()
+    ours = np.asarray(model.forward(params, cfg, jnp.asarray(tokens, jnp.int32)))
+    assert np.abs(ours - ref).max() <= 1e-4
+
+
+def test_export_cli_with_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from rlp_jax.tokenizer import HFTokenizer
+
+    vocab = {"<s>": 0, "</s>": 1, "[UNK]": 2, "the": 3, "cat": 4, "sat": 5}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    cfg = CONFIGS["qwen3_tied_unstacked"]
+    params = model.init_params(cfg, jax.random.key(0))
+    save_model(str(tmp_path / "m"), cfg, params, HFTokenizer(tok, bos_id=0, eos_id=1, add_bos=True))
+    assert cli_main(["export", "--checkpoint", str(tmp_path / "m"), "--to-hf", str(tmp_path / "hf")]) == 0
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok("the cat sat", add_special_tokens=False)["input_ids"] == [3, 4, 5]
+    assert (hf_tok.bos_token, hf_tok.eos_token) == ("<s>", "</s>")
+    assert cli_main(["export", "--checkpoint", str(tmp_path / "m"), "--to-hf", str(tmp_path / "hf")]) == 2
