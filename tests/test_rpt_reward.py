@@ -1,0 +1,100 @@
+"""RPT prefix-matching reward: multi-token predictions, spaces, in-token prefixes, UTF-8, bad answers."""
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+from rlp_jax.rpt_reward import continuation_boundaries, extract_answer, prefix_match_reward, rpt_reward
+from rlp_jax.tokenizer import HFTokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE whose merges make ' Paris', ' is', 'é' (2 bytes) and '日本' single tokens."""
+    bytes_to_unicode = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(bytes_to_unicode))}
+    merges = []
+
+    def add(a, b):
+        merges.append((a, b))
+        vocab.setdefault(a + b, len(vocab))
+
+    def byte_level(text):
+        table = {b: c for b, c in zip(range(256), _gpt2_chars())}
+        return "".join(table[b] for b in text.encode("utf-8"))
+
+    for word in [" Paris", " is", " the", " capital", "é", "日本", " café"]:
+        chars = byte_level(word)
+        current = chars[0]
+        for ch in chars[1:]:
+            add(current, ch)
+            current += ch
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return HFTokenizer(tok)
+
+
+def _gpt2_chars():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, cs))
+    return [chr(table[b]) for b in range(256)]
+
+
+def test_extract_answer():
+    assert extract_answer("think... \\boxed{ Paris}") == " Paris"
+    assert extract_answer("\\boxed{a} then \\boxed{b{c}d}") == "b{c}d"
+    assert extract_answer("no answer here") is None
+    assert extract_answer("\\boxed{unclosed") is None
+    assert extract_answer("<answer> is</answer>", tags=("<answer>", "</answer>")) == " is"
+    assert extract_answer("<answer> is", tags=("<answer>", "</answer>")) is None
+
+
+def test_multi_token_prediction_and_spaces(tokenizer):
+    context = tokenizer.encode("The capital of France")
+    cont = tokenizer.encode(" is Paris.")
+    data, boundaries = continuation_boundaries(tokenizer, context, cont)
+    assert data == b" is Paris."
+    assert boundaries == [3, 9, 10]  # " is" | " Paris" | "."
+    assert prefix_match_reward(" is", data, boundaries) == 1.0
+    assert prefix_match_reward(" is Paris", data, boundaries) == 1.0  # two tokens
+    assert prefix_match_reward(" is Paris.", data, boundaries) == 1.0
+    assert prefix_match_reward("is", data, boundaries) == 0.0  # leading space missing
+    assert prefix_match_reward(" is ", data, boundaries) == 0.0  # trailing space: not a boundary
+    assert prefix_match_reward(" is Par", data, boundaries) == 0.0  # stops inside a token
+    assert prefix_match_reward(" was", data, boundaries) == 0.0
+
+
+def test_multibyte_utf8_tokens(tokenizer):
+    context = tokenizer.encode("Un")
+    cont = tokenizer.encode(" café日本")
+    assert [tokenizer.decode([t]) for t in cont] == [" caf", "é", "日本"]  # 'é' 2 bytes, '日本' 6
+    data, boundaries = continuation_boundaries(tokenizer, context, cont)
+    assert data == " café日本".encode("utf-8")
+    assert boundaries == [4, 6, 12]
+    assert prefix_match_reward(" café", data, boundaries) == 1.0
+    assert prefix_match_reward(" café日本", data, boundaries) == 1.0
+    assert prefix_match_reward(" café日", data, boundaries) == 0.0  # inside the '日本' token
+    assert prefix_match_reward(" ca", data, boundaries) == 0.0
+
+
+def test_token_ending_inside_a_character_is_no_boundary(tokenizer):
+    # "ü" is not a merged token: its two bytes are two tokens; the first ends mid-character.
+    cont = tokenizer.encode("ü!")
+    assert len(cont) == 3
+    data, boundaries = continuation_boundaries(tokenizer, [], cont)
+    assert boundaries == [2, 3]
+
+
+def test_missing_or_malformed_answers_score_zero(tokenizer):
+    context, cont = tokenizer.encode("The"), tokenizer.encode(" capital")
+    assert rpt_reward("I think it is \\boxed{ capital}", tokenizer, context, cont) == 1.0
+    assert rpt_reward("I think it is \\boxed{ capital", tokenizer, context, cont) == 0.0
+    assert rpt_reward("no box at all", tokenizer, context, cont) == 0.0
+    assert rpt_reward("\\boxed{}", tokenizer, context, cont) == 0.0
