@@ -1,6 +1,6 @@
 """The `rlp-jax` command: a thin dispatcher over one module per subcommand.
 
-Each module in `SUBCOMMAND_MODULES` exposes `register(subparsers)`, which adds its parser
+Each module `rlp_jax/cli/<name>_cmd.py` exposes `register(subparsers)`, which adds its parser
 and sets `handler` to a function taking the parsed arguments and returning an exit code.
 """
 
@@ -12,15 +12,13 @@ import sys
 
 from rlp_jax.errors import UserError, one_line
 
-SUBCOMMAND_MODULES = (
-    "rlp_jax.cli.convert_cmd",
-    "rlp_jax.cli.fetch_cmd",
-    "rlp_jax.cli.score_cmd",
-    "rlp_jax.cli.sample_cmd",
-    "rlp_jax.cli.export_cmd",
-    "rlp_jax.cli.data_cmd",
-    "rlp_jax.cli.tokenizer_cmd",
-)
+
+def subcommand_modules() -> list[str]:
+    """Every `rlp_jax/cli/*_cmd.py`, so adding a subcommand never edits this file."""
+    import pkgutil
+
+    return sorted(f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)
+                  if info.name.endswith("_cmd"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in SUBCOMMAND_MODULES:
+    for name in subcommand_modules():
         importlib.import_module(name).register(subparsers)
     return parser
 
