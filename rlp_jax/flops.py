@@ -1,0 +1,47 @@
+"""Model-FLOP accounting (matmul FLOPs, the convention of MFU figures).
+
+A forward pass over one token costs 2·(matmul params) plus attention 4·layers·heads·
+head_dim·(keys it reads). A backward pass costs twice the forward. RLP steps count
+their rollouts too (DESIGN §2.3): the EMA pass, the window prefill, every decoded thought
+token, the teacher-forced close marker, and the gradient pass over window + branches.
+"""
+
+from __future__ import annotations
+
+from rlp_jax.model_config import ModelConfig
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """Parameters that take part in matmuls per token (embedding lookup excluded, head included)."""
+    attn = cfg.d_model * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)
+    mlp = 3 * cfg.d_model * cfg.mlp_dim
+    return cfg.n_layers * (attn + mlp) + cfg.vocab_size * cfg.d_model
+
+
+def forward_flops(cfg: ModelConfig, tokens: float, keys_per_token: float) -> float:
+    """Forward FLOPs of `tokens` tokens that each attend to `keys_per_token` keys on average."""
+    attention = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim * keys_per_token
+    return tokens * (2 * matmul_params(cfg) + attention)
+
+
+def ntp_step_flops(cfg: ModelConfig, batch: int, seq_len: int) -> float:
+    """Forward + backward of next-token training on `batch` windows of `seq_len` tokens."""
+    return 3 * forward_flops(cfg, batch * seq_len, seq_len / 2)
+
+
+def rlp_step_flops(cfg: ModelConfig, batch: int, seq_len: int, positions: int, group_size: int,
+                   thought_len: int, marker_len: int = 2, updates: int = 1) -> dict[str, float]:
+    """FLOPs of one RLP step by phase (thoughts assumed full length: an upper bound)."""
+    window_tokens = batch * seq_len
+    branches = batch * positions * group_size
+    branch_tokens = branches * (thought_len + marker_len)
+    context = seq_len / 2  # a thinking position is uniform in the window on average
+    phases = {
+        "ema_pass": forward_flops(cfg, window_tokens, seq_len / 2),
+        "prefill": forward_flops(cfg, window_tokens, seq_len / 2),
+        "decode": forward_flops(cfg, branch_tokens, context + thought_len / 2),
+        "update": updates * 3 * (forward_flops(cfg, window_tokens, seq_len / 2)
+                                 + forward_flops(cfg, branch_tokens, context + thought_len / 2)),
+    }
+    phases["total"] = sum(phases.values())
+    return phases

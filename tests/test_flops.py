@@ -1,0 +1,27 @@
+"""FLOP accounting: exact for a hand-computed case, and RLP counts its rollouts."""
+
+from rlp_jax.flops import forward_flops, matmul_params, ntp_step_flops, rlp_step_flops
+from rlp_jax.model_config import ModelConfig
+
+CFG = ModelConfig(vocab_size=100, d_model=8, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=4, mlp_dim=16)
+
+
+def test_matmul_params_by_hand():
+    attn = 8 * 4 * (2 * 2 + 2 * 1)  # q, o: 8x(2x4); k, v: 8x(1x4)
+    mlp = 3 * 8 * 16
+    assert matmul_params(CFG) == 2 * (attn + mlp) + 100 * 8
+
+
+def test_forward_and_ntp():
+    per_token = 2 * matmul_params(CFG) + 4 * 2 * 2 * 4 * 10
+    assert forward_flops(CFG, 3, 10) == 3 * per_token
+    assert ntp_step_flops(CFG, 2, 20) == 3 * forward_flops(CFG, 40, 10)
+
+
+def test_rlp_counts_rollout_tokens():
+    small = rlp_step_flops(CFG, batch=2, seq_len=64, positions=4, group_size=4, thought_len=8)
+    long = rlp_step_flops(CFG, batch=2, seq_len=64, positions=4, group_size=4, thought_len=32)
+    assert small["total"] == sum(v for k, v in small.items() if k != "total")
+    assert small["ema_pass"] == small["prefill"] == long["prefill"]
+    assert long["decode"] > 3.5 * small["decode"]
+    assert small["total"] > ntp_step_flops(CFG, 2, 64)

@@ -1,0 +1,49 @@
+"""Scaling-curve fits recover known constants; plots are written as PNG files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rlp_jax.errors import UserError
+from rlp_jax.report import fit_power_law, plot_curves, read_metrics
+
+
+@pytest.mark.parametrize("a,alpha,p_star", [(-3.0e4, 0.35, 0.62), (5.0e3, 0.2, 0.1)])
+def test_fit_recovers_constants(a, alpha, p_star):
+    compute = np.logspace(15, 19, 12)
+    value = a / compute**alpha + p_star
+    fit = fit_power_law(compute, value)
+    assert fit["alpha"] == pytest.approx(alpha, rel=1e-3)
+    assert fit["P_star"] == pytest.approx(p_star, abs=1e-4)
+    assert fit["A"] == pytest.approx(a, rel=1e-2)
+    assert fit["rmse"] < 1e-6
+
+
+def test_fit_with_noise_stays_close():
+    rng = np.random.default_rng(0)
+    compute = np.logspace(15, 19, 30)
+    value = -2.0e3 / compute**0.25 + 0.5 + rng.normal(0, 1e-3, compute.size)
+    fit = fit_power_law(compute, value)
+    assert fit["alpha"] == pytest.approx(0.25, rel=0.1)
+    assert fit["P_star"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_too_few_points_is_a_user_error():
+    with pytest.raises(UserError, match="at least 4"):
+        fit_power_law([1, 2, 3], [1, 2, 3])
+
+
+def test_plot_writes_png(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.jsonl", "w") as f:
+        for step in range(1, 6):
+            f.write(json.dumps({"step": step, "train/reward_mean": 0.1 * step}) + "\n")
+    records = read_metrics(str(run))
+    drawn = plot_curves({"rlp": (records, 1e12)}, ["train/reward_mean", "train/missing"],
+                        str(tmp_path / "curves.png"), x_axis="flops")
+    assert drawn == ["train/reward_mean"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UserError, match="run directory"):
+        read_metrics(str(tmp_path / "nope"))
