@@ -120,6 +120,7 @@ class Rollout:
     lengths: jax.Array  # [B, R] thought tokens (close marker excluded)
     logp: jax.Array  # [B, R, L] log π_θold of each thought token at the sampling temperature
     s_pred: jax.Array  # [B, R] log p_θold(x_t | x_<t, thought)
+    prediction: jax.Array  # [B, R] greedy next token after the thought (thinking accuracy)
 
 
 def finish_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, decoded: Decoded,
@@ -133,7 +134,7 @@ def finish_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch,
     final = jax.nn.log_softmax(logits[:, :, -1].astype(jnp.float32), axis=-1)
     s_pred = jnp.take_along_axis(final, br.targets_at(window, t_branch)[..., None], -1)[..., 0]
     return Rollout(t=t_branch, thoughts=decoded.tokens, lengths=decoded.lengths, logp=decoded.logp,
-                   s_pred=s_pred)
+                   s_pred=s_pred, prediction=jnp.argmax(final, axis=-1).astype(jnp.int32))
 
 
 def rollout_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t, key) -> Rollout:

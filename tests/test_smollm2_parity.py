@@ -95,3 +95,33 @@ def test_sample_cli_continues_greedily(smollm2, capsys):
         seq = jnp.concatenate([seq, step(params, seq)[:, None]], axis=1)
     expected = tokenizer.decode([int(t) for t in seq[0, -6:]])
     assert printed == expected
+
+
+MORE_TEXT = (
+    " Years later, his granddaughter found his logbook in a wooden chest. Every page listed the "
+    "weather, the ships that passed, and the small repairs he made to the lamp. She read it aloud "
+    "to her children, who laughed at his careful handwriting and his notes about the gulls."
+)
+
+
+def test_eval_accuracy_matches_transformers(smollm2):
+    from rlp_jax.evaluate import evaluate_batches
+
+    gguf_path, out = smollm2
+    cfg, params = load_model(out)
+    ids = load_tokenizer(out).encode(TEXT + MORE_TEXT)
+    seq_len = 48
+    windows = np.asarray(ids[: 2 * seq_len], np.int32).reshape(2, seq_len)
+    result = evaluate_batches(params, cfg, [{"tokens": windows}])
+
+    directory, filename = os.path.split(gguf_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename,
+                                                           dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = hf(torch.tensor(windows, dtype=torch.long)).logits[:, :-1]
+    reference = float((logits.argmax(-1).numpy() == windows[:, 1:]).mean())
+    print(f"SmolLM2 next-token accuracy: ours {result['all']['no_think_accuracy']:.4f}, "
+          f"transformers {reference:.4f}")
+    assert result["all"]["nll_count"] == 2 * (seq_len - 1)
+    assert abs(result["all"]["no_think_accuracy"] - reference) <= 0.005
+    assert 0.2 < reference < 0.9

@@ -1,0 +1,71 @@
+"""`rlp-jax eval`: accuracy, NLL, thinking accuracy and information gain by difficulty."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a model directory or training checkpoint")
+    p.add_argument("--checkpoint", required=True, help="model directory, run directory or checkpoints dir")
+    p.add_argument("--params", choices=["policy", "ema"], default="policy",
+                   help="which parameters of a training checkpoint (policy θ or EMA teacher φ)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="TFDS data dir from `rlp-jax data prepare`")
+    source.add_argument("--text-file", help="a UTF-8 text file, cut into consecutive windows")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--tokenizer", help="tokenizer (default: the checkpoint's)")
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--proxy", help="model dir / checkpoint whose top-16 entropy defines difficulty "
+                                   "(default: the evaluated model)")
+    p.add_argument("--think", action="store_true", help="also roll out thoughts (thinking accuracy, gain)")
+    p.add_argument("--positions", type=int, default=4, help="thinking positions per window")
+    p.add_argument("--group-size", type=int, default=2, help="thoughts per position")
+    p.add_argument("--thought-len", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="eval", help="directory for eval.json and eval.png")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import json
+    import os
+
+    from rlp_jax import evaluate
+    from rlp_jax.errors import UserError
+    from rlp_jax.eval_inputs import dataset_batches, load_params, text_file_batches
+    from rlp_jax.rlp_config import RLPConfig
+    from rlp_jax.tokenizer import load_tokenizer
+
+    if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
+        raise UserError("need --seq-len >= 2, --batch-size >= 1 and --batches >= 1")
+    cfg, params, tok_path = load_params(args.checkpoint, args.params)
+    tok_path = args.tokenizer or tok_path
+    if not tok_path:
+        raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
+    tokenizer = load_tokenizer(tok_path)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
+    proxy = None
+    if args.proxy:
+        proxy_cfg, proxy_params, _ = load_params(args.proxy, "policy")
+        proxy = (proxy_params, proxy_cfg)
+    rcfg = None
+    if args.think:
+        rcfg = RLPConfig(group_size=args.group_size, positions_per_window=args.positions,
+                         thought_len=args.thought_len, temperature=args.temperature,
+                         min_context=min(16, args.seq_len // 2)).with_markers(tokenizer)
+        rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
+    if args.text_file:
+        batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)
+    else:
+        batches = dataset_batches(args.data, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
+    result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed)
+    result["checkpoint"] = os.path.abspath(args.checkpoint)
+    result["params"] = args.params
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    evaluate.plot_eval(result, os.path.join(args.out, "eval.png"))
+    print(json.dumps(result["all"], indent=2))
+    print(f"wrote {os.path.join(args.out, 'eval.json')} and eval.png")
+    return 0

@@ -1,0 +1,73 @@
+"""What `rlp-jax eval` evaluates: parameters from a model directory or a training run, and
+windows from a prepared TFDS dataset or a plain text file."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rlp_jax.errors import UserError
+
+
+def load_params(path: str, which: str = "policy", mesh=None):
+    """`(model_cfg, params, tokenizer_path or None)` from a model dir or a run / checkpoint dir.
+
+    `which` picks the policy θ or the EMA teacher φ of a training checkpoint; a model
+    directory (from convert / fetch / export of a run) has only one set.
+    """
+    from rlp_jax.model_config import MODEL_CONFIG_FILE
+
+    if not os.path.exists(path):
+        raise UserError(f"checkpoint not found: {path}")
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
+        from rlp_jax.model_io import load_model
+
+        cfg, params = load_model(path, mesh=mesh)
+        return cfg, params, path
+    from rlp_jax import checkpoint
+    from rlp_jax import config as config_lib
+
+    cfg, params = checkpoint.restore_params(path, "ema_params" if which == "ema" else "params", mesh=mesh)
+    manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)
+    run_cfg = config_lib.from_dict(checkpoint.read_meta(manager, manager.latest_step())["config"])
+    manager.close()
+    return cfg, params, run_cfg.data.tokenizer or None
+
+
+def text_file_batches(path: str, tokenizer, seq_len: int, batch_size: int, max_batches: int):
+    """Consecutive `seq_len`-token windows of one text file, `batch_size` per batch."""
+    if not os.path.isfile(path):
+        raise UserError(f"text file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            ids = tokenizer.encode(f.read())
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not valid UTF-8: {err}") from None
+    if tokenizer.add_bos:
+        ids = [tokenizer.bos_id] + ids
+    windows = len(ids) // seq_len
+    if windows == 0:
+        raise UserError(f"{path} has {len(ids)} tokens, fewer than one window of --seq-len {seq_len}")
+    tokens = np.asarray(ids[: windows * seq_len], np.int32).reshape(windows, seq_len)
+    for start in range(0, min(windows, batch_size * max_batches), batch_size):
+        chunk = tokens[start:start + batch_size]
+        yield {"tokens": chunk, "segment_ids": np.ones_like(chunk),
+               "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), chunk.shape)}
+
+
+def dataset_batches(data_dir: str, tokenizer_path: str, split: str, seq_len: int, batch_size: int,
+                    max_batches: int):
+    """Batches of a prepared dataset, in a fixed order (no shuffle, one epoch)."""
+    from rlp_jax.data import DataConfig, make_iterator
+
+    config = DataConfig(data=data_dir, tokenizer=tokenizer_path, split=split, seq_len=seq_len,
+                        batch_size=batch_size, shuffle=False, num_epochs=1, prefetch=0)
+    iterator = make_iterator(config, 0, 1)
+    try:
+        for _, batch in zip(range(max_batches), iterator):
+            yield batch
+    finally:
+        close = getattr(iterator, "close", None)
+        if close:
+            close()

@@ -1,0 +1,166 @@
+"""Evaluation: no-think and thinking next-token accuracy, NLL, information gain, by difficulty.
+
+Difficulty follows RPT: a proxy model's entropy over its top-16 next-token probabilities
+(renormalised); buckets are nested, easy > 0.5, medium > 1.0, hard > 1.5 nats. The proxy
+is the evaluated model itself unless another one is given.
+
+No-think figures cover every valid target in the windows. Thinking figures cover K
+positions per window: G thoughts each (prefix-shared rollouts, as in training), then the
+greedy prediction after the close marker; information gain is S_pred − S_no-think of the
+same parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlp_jax import model as model_lib
+from rlp_jax import sampling
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.positions import choose_positions
+from rlp_jax.rlp_config import RLPConfig
+
+BUCKETS = (("all", -math.inf), ("easy", 0.5), ("medium", 1.0), ("hard", 1.5))
+TOP_K_ENTROPY = 16
+
+
+def top_k_entropy(logits, k: int = TOP_K_ENTROPY):
+    """Entropy (nats) of the renormalised top-k next-token distribution, `[...]`."""
+    top = jax.lax.top_k(logits.astype(jnp.float32), k)[0]
+    logp = jax.nn.log_softmax(top, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def target_mask(segment_ids):
+    """`[B, T]` True where x_t is a real token continuing the same document as x_{t-1}."""
+    same = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0)
+    return jnp.concatenate([jnp.zeros_like(same[:, :1]), same], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "proxy_cfg"))
+def no_think_pass(params, cfg: ModelConfig, proxy_params, proxy_cfg: ModelConfig, tokens, positions, segment_ids):
+    """Per-target `[B, T]` arrays: correct, log-prob, proxy entropy (column 0 unused)."""
+    logits = model_lib.forward(params, cfg, tokens, positions, segment_ids)[:, :-1]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    targets = tokens[:, 1:]
+    score = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    correct = jnp.argmax(logits, axis=-1) == targets
+    proxy_logits = model_lib.forward(proxy_params, proxy_cfg, tokens, positions, segment_ids)[:, :-1]
+    pad = lambda a: jnp.concatenate([jnp.zeros_like(a[:, :1]), a], axis=1)  # noqa: E731
+    return pad(correct), pad(score), pad(top_k_entropy(proxy_logits))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "rcfg"))
+def thinking_pass(params, cfg: ModelConfig, rcfg: RLPConfig, tokens, valid, key):
+    """Rollouts at K random valid positions: `(t [B,K], correct [B,K,G], s_pred [B,K,G])`."""
+    key_pos, key_roll = jax.random.split(key)
+    # Top-K of random scores over the valid positions = K uniform distinct positions.
+    scores = jnp.where(valid, jax.random.uniform(key_pos, valid.shape), -jnp.inf)
+    t = choose_positions(key_pos, scores, rcfg.replace(position_strategy="entropy"))
+    roll = sampling.rollout_thoughts(params, cfg, rcfg, tokens, t, key_roll)
+    targets = jnp.take_along_axis(tokens, roll.t, axis=1)
+    shape = t.shape + (rcfg.group_size,)
+    return t, (roll.prediction == targets).reshape(shape), roll.s_pred.reshape(shape)
+
+
+@dataclasses.dataclass
+class _Tally:
+    """Running sums per bucket."""
+
+    sums: dict = dataclasses.field(default_factory=dict)
+
+    def add(self, bucket: str, name: str, values: np.ndarray) -> None:
+        total, count = self.sums.get((bucket, name), (0.0, 0))
+        self.sums[(bucket, name)] = (total + float(np.sum(values)), count + int(np.size(values)))
+
+    def mean(self, bucket: str, name: str):
+        total, count = self.sums.get((bucket, name), (0.0, 0))
+        return (total / count if count else None), count
+
+
+def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RLPConfig | None = None,
+                     proxy=None, seed: int = 0) -> dict:
+    """Evaluate over an iterable of batches (dicts of `tokens`, `segment_ids`, `positions`).
+
+    `proxy` is `(proxy_params, proxy_cfg)` (default: the evaluated model). Thinking figures
+    are computed when `rcfg` (with markers set) is given. Returns the `eval.json` dict.
+    """
+    proxy_params, proxy_cfg = proxy if proxy is not None else (params, cfg)
+    tally = _Tally()
+    key = jax.random.key(seed)
+    for batch in batches:
+        tokens = jnp.asarray(batch["tokens"], jnp.int32)
+        segment_ids = jnp.asarray(batch.get("segment_ids", np.ones_like(batch["tokens"])), jnp.int32)
+        positions = batch.get("positions")
+        positions = (jnp.asarray(positions, jnp.int32) if positions is not None
+                     else jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape))
+        correct, score, entropy = map(np.asarray, no_think_pass(
+            params, cfg, proxy_params, proxy_cfg, tokens, positions, segment_ids))
+        valid = np.asarray(target_mask(segment_ids))
+        for bucket, threshold in BUCKETS:
+            sel = valid & (entropy > threshold)
+            tally.add(bucket, "no_think_accuracy", correct[sel])
+            tally.add(bucket, "nll", -score[sel])
+        if rcfg is None:
+            continue
+        key, sub = jax.random.split(key)
+        eligible = valid & (np.arange(tokens.shape[1]) >= rcfg.min_context)
+        t, think_correct, s_pred = map(np.asarray, thinking_pass(
+            params, cfg, rcfg, tokens, jnp.asarray(eligible), sub))
+        rows = np.arange(t.shape[0])[:, None]
+        at_t = lambda a: a[rows, t]  # noqa: E731
+        gain = s_pred - at_t(score)[..., None]
+        for bucket, threshold in BUCKETS:
+            sel = at_t(entropy) > threshold  # [B, K]
+            tally.add(bucket, "thinking_accuracy", think_correct[sel])
+            tally.add(bucket, "information_gain", gain[sel])
+            tally.add(bucket, "no_think_accuracy_at_thought_positions", at_t(correct)[sel])
+    return _summarise(tally, thinking=rcfg is not None)
+
+
+def _summarise(tally: _Tally, thinking: bool) -> dict:
+    names = ["no_think_accuracy", "nll"]
+    if thinking:
+        names += ["thinking_accuracy", "no_think_accuracy_at_thought_positions", "information_gain"]
+    result = {}
+    for bucket, threshold in BUCKETS:
+        entry = {"min_entropy": None if threshold == -math.inf else threshold}
+        for name in names:
+            value, count = tally.mean(bucket, name)
+            entry[name] = value
+            entry[f"{name}_count"] = count
+        if entry["nll"] is not None:
+            entry["perplexity"] = math.exp(entry["nll"])
+        result[bucket] = entry
+    return result
+
+
+def plot_eval(result: dict, path: str, title: str = "") -> None:
+    """Bar chart of accuracy per difficulty bucket (no-think vs thinking)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    buckets = [name for name, _ in BUCKETS]
+    series = [("no_think_accuracy", "no-think")]
+    if result["all"].get("thinking_accuracy") is not None:
+        series.append(("thinking_accuracy", "thinking"))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(series)
+    for i, (key, label) in enumerate(series):
+        values = [result[b].get(key) or 0.0 for b in buckets]
+        ax.bar(np.arange(len(buckets)) + i * width, values, width, label=label)
+    ax.set_xticks(np.arange(len(buckets)) + width * (len(series) - 1) / 2, buckets)
+    ax.set_ylabel("next-token accuracy")
+    ax.set_title(title or "accuracy by difficulty (proxy top-16 entropy)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
