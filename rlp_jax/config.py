@@ -1,0 +1,315 @@
+"""The training configuration: one typed dataclass tree, YAML files, `a.b=c` overrides.
+
+`load_config(path, overrides)` reads YAML, applies overrides (values parsed as YAML and
+coerced to the field's declared type), and validates every section; any mistake raises a
+one-line `UserError` naming the key. This step never touches the filesystem beyond the
+YAML file, so every shipped config can be checked anywhere; paths (model directory,
+data, tokenizer) are resolved when training starts (`rlp_jax.train_setup`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from rlp_jax.data.pipeline import DataConfig
+from rlp_jax.errors import UserError, one_line
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.sharding import MeshConfig
+
+OBJECTIVES = ("rlp", "ntp")
+NONFINITE = ("skip", "stop")
+INIT_MODES = ("auto", "always", "never")
+# Model fields a user may still change when the architecture comes from --init-from.
+INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The loop: length, seed, objective, checkpoint / eval / log cadence, failure policy."""
+
+    run_dir: str = "runs/tiny"
+    steps: int = 100
+    seed: int = 0
+    objective: str = "rlp"  # rlp | ntp (next-token baseline, same data and optimizer)
+    checkpoint_every: int = 25
+    keep: int = 3  # checkpoints kept (the newest)
+    checkpoint_dir: str = ""  # default RUN_DIR/checkpoints; may be gs://... (Orbax paths)
+    async_checkpoint: bool = True
+    eval_every: int = 50  # held-out information gain / NLL; 0 disables
+    eval_batches: int = 2
+    log_every: int = 1
+    nonfinite: str = "skip"  # skip: keep the old state and count it; stop: exit with an error
+    progress: bool = True  # tqdm bar on process 0
+    sleep_per_step: float = 0.0  # seconds; only for preemption drills and tests
+
+    def __post_init__(self):
+        def need(cond, key, message):
+            if not cond:
+                raise UserError(f"run.{key} {message}")
+        need(isinstance(self.run_dir, str) and self.run_dir.strip(), "run_dir", "must be a non-empty path")
+        for key in ("steps", "checkpoint_every", "keep", "eval_batches", "log_every"):
+            need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        need(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables), got {self.eval_every}")
+        need(self.objective in OBJECTIVES, "objective", f"must be one of {OBJECTIVES}, got {self.objective!r}")
+        need(self.nonfinite in NONFINITE, "nonfinite", f"must be one of {NONFINITE}, got {self.nonfinite!r}")
+        need(self.sleep_per_step >= 0, "sleep_per_step", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    """Automatic data preparation for `data.data: builtin:NAME` and `data.tokenizer: auto`."""
+
+    builtin_docs: int = 1000
+    validation_fraction: float = 0.05
+    cache_dir: str = ""  # default $RLP_JAX_CACHE (~/.cache/rlp_jax)
+
+    def __post_init__(self):
+        if self.builtin_docs < 20:
+            raise UserError(f"prepare.builtin_docs must be >= 20, got {self.builtin_docs}")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"prepare.validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """`jax.distributed.initialize` settings (see `rlp_jax.distributed`)."""
+
+    initialize: str = "auto"  # auto: when flags/env name a coordinator or a pod/SLURM job is detected
+    coordinator_address: str = ""  # host:port of process 0 (GPU clusters, local tests)
+    num_processes: int = 0  # 0: from the environment
+    process_id: int = -1  # -1: from the environment
+    cpu_collectives: str = "gloo"  # CPU-only multi-process runs
+
+    def __post_init__(self):
+        if self.initialize not in INIT_MODES:
+            raise UserError(f"distributed.initialize must be one of {INIT_MODES}, got {self.initialize!r}")
+        if self.coordinator_address and ":" not in self.coordinator_address:
+            raise UserError(f"distributed.coordinator_address must be host:port, got {self.coordinator_address!r}")
+        if self.num_processes < 0:
+            raise UserError(f"distributed.num_processes must be >= 0, got {self.num_processes}")
+        if self.num_processes and not -1 <= self.process_id < self.num_processes:
+            raise UserError(f"distributed.process_id {self.process_id} is outside [0, {self.num_processes})")
+
+
+# Defaults are the tiny CPU job (configs/tiny.yaml spells them out).
+def _default_model() -> ModelConfig:
+    return ModelConfig(vocab_size=352, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
+                       mlp_dim=192, max_seq_len=256)
+
+
+def _default_data() -> DataConfig:
+    return DataConfig(data="builtin:arithmetic", tokenizer="auto", seq_len=64, batch_size=8)
+
+
+def _default_rlp() -> RLPConfig:
+    return RLPConfig(group_size=4, positions_per_window=4, thought_len=8, temperature=1.0, min_context=8,
+                     ema_decay=0.99)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. `data.batch_size` is the GLOBAL batch (windows per step)."""
+
+    model: ModelConfig = dataclasses.field(default_factory=_default_model)
+    init_from: str = ""  # model directory (rlp-jax convert / fetch); its architecture wins
+    data: DataConfig = dataclasses.field(default_factory=_default_data)
+    prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
+    rlp: RLPConfig = dataclasses.field(default_factory=_default_rlp)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(learning_rate=3e-4))
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- coercion
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def coerce(value, hint, key: str):
+    """`value` as the declared type `hint`, or a UserError naming `key`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, key)
+            except UserError as err:
+                errors.append(err)
+        raise errors[0] if errors else UserError(f"config key {key}: cannot be {value!r}")
+    bad = UserError(f"config key {key} expects {_type_name(hint)}, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-6" as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if origin is tuple:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        inner = args[0] if args else Any
+        return tuple(coerce(v, inner, key) if inner is not Any else v for v in value)
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise bad
+    return value
+
+
+def _section_from(default, values: dict, prefix: str):
+    """A copy of the dataclass `default` with `values` (nested dicts) coerced into it."""
+    if not isinstance(values, dict):
+        raise UserError(f"config key {prefix} must be a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(type(default))
+    fields = {f.name for f in dataclasses.fields(default)}
+    changes = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise UserError(f"unknown config key {key!r} (known under {prefix or 'the top level'}: {known})")
+        current = getattr(default, name)
+        if dataclasses.is_dataclass(current):
+            changes[name] = _section_from(current, value, key)
+        else:
+            changes[name] = coerce(value, hints[name], key)
+    try:
+        return dataclasses.replace(default, **changes)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise UserError(f"config section {prefix or 'top level'}: {one_line(err)}") from None
+
+
+# ------------------------------------------------------------------------------ loading
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"rlp.group_size=8"` → (["rlp", "group_size"], 8); the value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _merge(tree: dict, parts: list[str], value) -> None:
+    for i, part in enumerate(parts[:-1]):
+        node = tree.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"config key {'.'.join(parts[:i + 1])} is a value, not a section")
+        tree = node
+    tree[parts[-1]] = value
+
+
+def read_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"cannot parse config {path}: {one_line(err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults ← YAML file ← overrides, validated (sections and cross-section checks)."""
+    tree = read_yaml(path) if path else {}
+    for text in overrides:
+        parts, value = parse_override(text)
+        _merge(tree, parts, value)
+    cfg = _section_from(TrainConfig(), tree, "")
+    set_model_keys = set(tree.get("model") or {}) if isinstance(tree.get("model"), dict) else set()
+    check(cfg, set_model_keys)
+    return cfg
+
+
+def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset()) -> None:
+    """Cross-section checks that need no files: impossible combinations, named."""
+    cfg.data.validate()
+    if cfg.init_from:
+        clash = sorted(set_model_keys - set(INIT_FROM_MODEL_KEYS))
+        if clash:
+            raise UserError(f"model.{clash[0]} cannot be set together with init_from (the model "
+                            f"directory defines the architecture; only {', '.join(INIT_FROM_MODEL_KEYS)} may change)")
+    if cfg.run.objective == "rlp":
+        seq, r = cfg.data.seq_len, cfg.rlp
+        if seq - r.min_context < r.positions_per_window:
+            raise UserError(f"rlp.positions_per_window ({r.positions_per_window}) exceeds the "
+                            f"{max(seq - r.min_context, 0)} positions a data.seq_len={seq} window offers "
+                            f"after rlp.min_context={r.min_context}")
+        if not cfg.init_from:
+            longest = seq + r.thought_len + max(len(r.open_ids), 1) + max(len(r.close_ids), 1)
+            if longest > cfg.model.max_seq_len:
+                raise UserError(f"rlp.thought_len ({r.thought_len}) is impossible: data.seq_len {seq} + markers "
+                                f"+ thought needs {longest} positions but model.max_seq_len is {cfg.model.max_seq_len}")
+    if cfg.data.data.startswith("synthetic") and cfg.data.tokenizer in ("", "auto") and cfg.run.objective == "rlp" \
+            and not (cfg.rlp.open_ids and cfg.rlp.close_ids):
+        raise UserError("data.data=synthetic has no tokenizer: set rlp.open_ids and rlp.close_ids")
+    if cfg.distributed.initialize == "never" and cfg.distributed.coordinator_address:
+        raise UserError("distributed.coordinator_address is set but distributed.initialize is 'never'")
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def from_dict(tree: dict) -> TrainConfig:
+    """The inverse of `to_dict` (used for the config stored in checkpoints)."""
+    return _section_from(TrainConfig(), tree, "")

@@ -1,0 +1,38 @@
+"""The next-token baseline (DESIGN §2.3): plain teacher-forced cross-entropy on the same
+windows, the same `TrainState`, optimizer and EMA schedule as RLP, so the two objectives
+are compared with everything else held equal."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlp_jax import model as model_lib
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.rlp import TrainState, ema_update, make_optimizer
+from rlp_jax.rlp_config import OptimizerConfig
+
+PAD_ID = 0
+
+
+def ntp_loss(params, cfg: ModelConfig, window):
+    """Mean −log p(x_t | x_<t) over non-padding targets of windows `[B, T]`."""
+    logits = model_lib.forward(params, cfg, window)[:, :-1]
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    targets = window[:, 1:]
+    nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    mask = (targets != PAD_ID).astype(jnp.float32)
+    return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def ntp_step(state: TrainState, window, *, cfg: ModelConfig, ocfg: OptimizerConfig, ema_decay: float):
+    """One optimizer step on the NTP loss, then the EMA step; returns `(new_state, metrics)`."""
+    ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+    loss, grads = jax.value_and_grad(ntp_loss)(state.params, cfg, window)
+    updates, opt_state = make_optimizer(ocfg).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    rng, _ = jax.random.split(state.rng)
+    new_state = TrainState(params=params, opt_state=opt_state, ema_params=ema_update(ema, params, ema_decay),
+                           step=state.step + 1, rng=rng)
+    return new_state, {"loss": loss, "nll": loss, "grad_norm": optax.tree.norm(grads)}

@@ -1,0 +1,97 @@
+"""Turn a loaded `TrainConfig` into a runnable one: expand paths, read the architecture
+from `init_from`, prepare data and tokenizer, fill the thought markers, and check what
+needs files (vocabulary vs embedding, markers in vocabulary, thought length vs context).
+
+The returned config is the *resolved* one: it is printed, saved as `config.yaml`, and
+stored in every checkpoint, so a run directory alone says exactly what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from rlp_jax import train_data
+from rlp_jax.config import INIT_FROM_MODEL_KEYS, TrainConfig
+from rlp_jax.errors import UserError
+from rlp_jax.model_config import ModelConfig
+
+
+def expand(path: str) -> str:
+    if not path or "://" in path or path.startswith(("builtin:", train_data.SYNTHETIC)) or path == "auto":
+        return path
+    return os.path.abspath(os.path.expanduser(os.path.expandvars(path)))
+
+
+def _model_from(cfg: TrainConfig) -> ModelConfig:
+    if not cfg.init_from:
+        return cfg.model
+    if not os.path.isdir(cfg.init_from):
+        raise UserError(f"init_from: model directory not found: {cfg.init_from} "
+                        f"(create one with `rlp-jax fetch` or `rlp-jax convert`)")
+    loaded = ModelConfig.load(cfg.init_from)
+    default = ModelConfig()
+    changes = {k: getattr(cfg.model, k) for k in INIT_FROM_MODEL_KEYS if getattr(cfg.model, k) != getattr(default, k)}
+    return loaded.replace(**changes)
+
+
+def resolve(cfg: TrainConfig):
+    """`(resolved cfg, tokenizer or None)`; raises a one-line UserError on any mistake."""
+    from rlp_jax.tokenizer import load_tokenizer
+
+    run = dataclasses.replace(cfg.run, run_dir=expand(cfg.run.run_dir),
+                              checkpoint_dir=expand(cfg.run.checkpoint_dir))
+    cfg = cfg.replace(init_from=expand(cfg.init_from), run=run)
+    model_cfg = _model_from(cfg)
+    data = dataclasses.replace(cfg.data, data=expand(cfg.data.data), tokenizer=expand(cfg.data.tokenizer))
+
+    if data.data.startswith("builtin:"):
+        data = dataclasses.replace(data, data=train_data.prepare_builtin(data.data, cfg.prepare))
+    elif data.data != train_data.SYNTHETIC and not os.path.exists(data.data):
+        raise UserError(f"data.data not found: {data.data} (prepare one with `rlp-jax data prepare`, "
+                        f"or use builtin:arithmetic / builtin:shakespeare / synthetic)")
+
+    tokenizer = None
+    if data.tokenizer in ("", "auto") and cfg.init_from:
+        data = dataclasses.replace(data, tokenizer=cfg.init_from)
+    elif data.tokenizer == "auto" and data.data != train_data.SYNTHETIC:
+        data = dataclasses.replace(data, tokenizer=train_data.auto_tokenizer(data.data, model_cfg.vocab_size,
+                                                                             cfg.prepare))
+    if data.tokenizer not in ("", "auto"):
+        tokenizer = load_tokenizer(data.tokenizer)
+        if tokenizer.vocab_size > model_cfg.vocab_size:
+            raise UserError(f"tokenizer vocabulary ({tokenizer.vocab_size}) is larger than model.vocab_size "
+                            f"({model_cfg.vocab_size})")
+    elif data.data != train_data.SYNTHETIC:
+        raise UserError("data.tokenizer is required (a tokenizer file or directory, or 'auto')")
+
+    rcfg = cfg.rlp.with_markers(tokenizer) if tokenizer is not None else cfg.rlp
+    cfg = cfg.replace(model=model_cfg, data=data, rlp=rcfg)
+    if cfg.run.objective == "rlp":
+        rcfg.check(data.seq_len, model_cfg.vocab_size, model_cfg.max_seq_len)
+    elif data.seq_len > model_cfg.max_seq_len:
+        raise UserError(f"data.seq_len ({data.seq_len}) exceeds model.max_seq_len ({model_cfg.max_seq_len})")
+    return cfg, tokenizer
+
+
+def check_mesh(cfg: TrainConfig, mesh, process_count: int) -> None:
+    """The global batch must split over processes and over the data-parallel devices."""
+    train_data.local_batch_size(cfg.data.batch_size, process_count)
+    parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+    if cfg.data.batch_size % parallel:
+        raise UserError(f"data.batch_size ({cfg.data.batch_size}) must divide by the {parallel} data-parallel "
+                        f"devices (mesh.data × mesh.fsdp)")
+
+
+def initial_params(cfg: TrainConfig, mesh, param_shardings):
+    """Parameters from `init_from` (restored straight onto the mesh) or a seeded random init."""
+    import jax
+
+    from rlp_jax import model
+    from rlp_jax.model_io import load_model
+
+    if cfg.init_from:
+        _, params = load_model(cfg.init_from, mesh=mesh, dtype=cfg.model.param_dtype)
+        return params
+    init = jax.jit(lambda key: model.init_params(cfg.model, key), out_shardings=param_shardings)
+    return init(jax.random.key(cfg.run.seed))

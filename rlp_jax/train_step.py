@@ -1,0 +1,78 @@
+"""The compiled steps the training loop calls: the train step (RLP or NTP) behind a
+non-finite guard, and the held-out evaluation.
+
+The guard runs inside the same jitted program: if the loss, the gradient norm or any
+updated parameter is not finite, `run.nonfinite=skip` keeps the old params, optimizer
+state and EMA (step and rng still advance, so the next batch gets fresh thoughts) and
+reports `nonfinite=1`; `stop` lets the loop end the run before anything is saved.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from rlp_jax import ntp, rewards, rlp, sampling, sharding
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.positions import choose_positions
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guard(inner, skip: bool):
+    """Wrap `inner(state, window) -> (state, metrics)` with the non-finite check."""
+    def step(state: rlp.TrainState, window):
+        new, metrics = inner(state, window)
+        ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & _all_finite(new.params)
+        if skip:
+            def keep(n, o):
+                return jnp.where(ok, n, o)
+            new = new.replace(params=jax.tree.map(keep, new.params, state.params),
+                              opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
+                              ema_params=jax.tree.map(keep, new.ema_params, state.ema_params))
+        return new, {**metrics, "nonfinite": (~ok).astype(jnp.int32)}
+    return step
+
+
+def make_train_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, ocfg: OptimizerConfig, mesh,
+                    state_like, skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES):
+    """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`."""
+    if objective == "rlp":
+        inner = functools.partial(rlp.rlp_step, cfg=cfg, rcfg=rcfg, ocfg=ocfg)
+    else:
+        inner = functools.partial(ntp.ntp_step, cfg=cfg, ocfg=ocfg, ema_decay=rcfg.ema_decay)
+    shardings = rlp.state_shardings(state_like, cfg, mesh, rules)
+    step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh,
+                                in_shardings=(shardings, sharding.batch_sharding(mesh, 2, rules)),
+                                out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,),
+                                rules=rules)
+    return step, shardings
+
+
+def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPConfig, objective: str):
+    """Held-out metrics of one batch: NLL of θ and φ, and (RLP) the information gain of θ's thoughts."""
+    out = {"nll": ntp.ntp_loss(params, cfg, window), "ema_nll": ntp.ntp_loss(ema_params, cfg, window)}
+    if objective == "rlp":
+        key_positions, key_rollout = jax.random.split(key)
+        s_ema_all, entropy = rewards.no_think_scores(ema_params, cfg, window)
+        t = choose_positions(key_positions, entropy, rcfg)
+        roll = sampling.rollout_thoughts(params, cfg, rcfg, window, t, key_rollout)
+        gain = rewards.information_gain(roll.s_pred, rewards.at_branches(s_ema_all, roll.t))
+        out.update(info_gain=jnp.mean(gain), info_gain_positive=jnp.mean((gain > 0).astype(jnp.float32)),
+                   thought_len=jnp.mean(roll.lengths.astype(jnp.float32)))
+    return out
+
+
+def make_eval_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, mesh, param_shardings,
+                   rules=sharding.DEFAULT_RULES):
+    fn = functools.partial(evaluate_window, cfg=cfg, rcfg=rcfg, objective=objective)
+    return sharding.sharded_jit(fn, mesh, in_shardings=(param_shardings, param_shardings,
+                                                        sharding.batch_sharding(mesh, 2, rules),
+                                                        sharding.replicated(mesh)),
+                                out_shardings=sharding.replicated(mesh), rules=rules)
