@@ -76,9 +76,29 @@ def _minibatch(batch: objective.LossBatch, index, count: int) -> objective.LossB
                          ref_logp=None if batch.ref_logp is None else cut(batch.ref_logp))
 
 
+def optimize(params, opt_state, ema, batch: objective.LossBatch, *, cfg: ModelConfig, rcfg: RLPConfig,
+             ocfg: OptimizerConfig):
+    """`updates_per_rollout` passes × `minibatches` optimizer steps on the clipped surrogate,
+    each followed by an EMA step. Returns `(params, opt_state, ema, per-update metrics)`."""
+    optimizer = make_optimizer(ocfg)
+    grad_fn = jax.grad(objective.rlp_loss, has_aux=True)
+
+    def update(carry, i):
+        params, opt_state, ema = carry
+        mb = _minibatch(batch, i % rcfg.minibatches, rcfg.minibatches)
+        grads, metrics = grad_fn(params, cfg, rcfg, mb)
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, ema_update(ema, params, rcfg.ema_decay)), metrics
+
+    steps = jnp.arange(rcfg.updates_per_rollout * rcfg.minibatches)
+    (params, opt_state, ema), per_update = jax.lax.scan(update, (params, opt_state, ema), steps)
+    return params, opt_state, ema, per_update
+
+
 def rlp_step(state: TrainState, window, *, cfg: ModelConfig, rcfg: RLPConfig, ocfg: OptimizerConfig):
     """One RLP step on windows `[B, T]`; returns `(new_state, metrics)`."""
-    optimizer = make_optimizer(ocfg)
     rng, key_positions, key_rollout = jax.random.split(state.rng, 3)
     # Lazy EMA init: φ ← θ at the first step.
     ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
@@ -102,19 +122,8 @@ def rlp_step(state: TrainState, window, *, cfg: ModelConfig, rcfg: RLPConfig, oc
                                 logp_old=roll.logp, advantages=adv, ref_logp=ref_logp)
 
     # 6. updates_per_rollout passes × minibatches, each an optimizer step then an EMA step.
-    grad_fn = jax.grad(objective.rlp_loss, has_aux=True)
-
-    def update(carry, i):
-        params, opt_state, ema = carry
-        mb = _minibatch(batch, i % rcfg.minibatches, rcfg.minibatches)
-        grads, metrics = grad_fn(params, cfg, rcfg, mb)
-        metrics["grad_norm"] = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, ema_update(ema, params, rcfg.ema_decay)), metrics
-
-    steps = jnp.arange(rcfg.updates_per_rollout * rcfg.minibatches)
-    (params, opt_state, ema), per_update = jax.lax.scan(update, (state.params, state.opt_state, ema), steps)
+    params, opt_state, ema, per_update = optimize(state.params, state.opt_state, ema, batch,
+                                                  cfg=cfg, rcfg=rcfg, ocfg=ocfg)
 
     metrics = {name: jnp.mean(value) for name, value in per_update.items()}
     metrics.update(

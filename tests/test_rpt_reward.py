@@ -1,50 +1,15 @@
 """RPT prefix-matching reward: multi-token predictions, spaces, in-token prefixes, UTF-8, bad answers."""
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from byte_bpe import tiny_byte_bpe
 
 from rlp_jax.rpt_reward import continuation_boundaries, extract_answer, prefix_match_reward, rpt_reward
-from rlp_jax.tokenizer import HFTokenizer
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE whose merges make ' Paris', ' is', 'é' (2 bytes) and '日本' single tokens."""
-    bytes_to_unicode = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(bytes_to_unicode))}
-    merges = []
-
-    def add(a, b):
-        merges.append((a, b))
-        vocab.setdefault(a + b, len(vocab))
-
-    def byte_level(text):
-        table = {b: c for b, c in zip(range(256), _gpt2_chars())}
-        return "".join(table[b] for b in text.encode("utf-8"))
-
-    for word in [" Paris", " is", " the", " capital", "é", "日本", " café"]:
-        chars = byte_level(word)
-        current = chars[0]
-        for ch in chars[1:]:
-            add(current, ch)
-            current += ch
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    return HFTokenizer(tok)
-
-
-def _gpt2_chars():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs))
-    return [chr(table[b]) for b in range(256)]
+    """Byte-level BPE with ' Paris', ' is', ' the', ' capital', 'é', '日本', ' café' merged."""
+    return tiny_byte_bpe([" Paris", " is", " the", " capital", "é", "日本", " café"])
 
 
 def test_extract_answer():
