@@ -10,12 +10,10 @@ import pytest
 from rlp_jax.data.builtin import arithmetic_documents
 from rlp_jax.data.sp_train import train_sentencepiece
 
-# Runs the real dispatcher (`rlp_jax.cli.main`) in a fresh process, restricted to the data
-# subcommands so these tests do not depend on other subcommands' modules.
+# Runs the real dispatcher (`rlp_jax.cli.main`) in a fresh process.
 DRIVER = textwrap.dedent("""
     import sys
     import rlp_jax.cli as cli
-    cli.SUBCOMMAND_MODULES = ("rlp_jax.cli.data_cmd", "rlp_jax.cli.tokenizer_cmd")
     sys.exit(cli.main(sys.argv[1:]))
 """)
 

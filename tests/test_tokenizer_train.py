@@ -38,10 +38,9 @@ def test_training_is_deterministic(tmp_path):
     assert open(a, "rb").read() == open(b, "rb").read()
 
 
-def test_train_from_prepared_dataset_via_cli(tmp_path, monkeypatch, capsys):
+def test_train_from_prepared_dataset_via_cli(tmp_path, capsys):
     import rlp_jax.cli as cli
 
-    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("rlp_jax.cli.data_cmd", "rlp_jax.cli.tokenizer_cmd"))
     (tmp_path / "a.txt").write_text("\n\n".join(TEXTS))
     prepare("t", [str(tmp_path / "a.txt")], str(tmp_path / "data"), validation_fraction=0.0)
     out = tmp_path / "tok"
