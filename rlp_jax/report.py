@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 
 from rlp_jax.errors import UserError
+
+
+MAX_ALPHA = 3.0  # exponents beyond this are artefacts of a plateau, not scaling
 
 
 def fit_power_law(compute, value) -> dict:
@@ -30,6 +34,8 @@ def fit_power_law(compute, value) -> dict:
     c, y = c[keep], y[keep]
     if c.size < 4:
         raise UserError(f"a power-law fit needs at least 4 points, got {c.size}")
+    if np.ptp(y) < 1e-9:
+        raise UserError("the curve is flat: nothing to fit")
     scale = c.min()
     x = c / scale
 
@@ -38,7 +44,10 @@ def fit_power_law(compute, value) -> dict:
 
     p0 = (y[0] - y[-1], 0.5, y[-1])
     try:
-        (a, alpha, p_star), _ = curve_fit(model, x, y, p0=p0, maxfev=20000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # covariance warnings: we report the rmse instead
+            (a, alpha, p_star), _ = curve_fit(model, x, y, p0=p0, maxfev=20000,
+                                              bounds=([-np.inf, 0.0, -np.inf], [np.inf, MAX_ALPHA, np.inf]))
     except RuntimeError as err:
         raise UserError(f"power-law fit did not converge: {err}") from None
     rmse = float(np.sqrt(np.mean((model(x, a, alpha, p_star) - y) ** 2)))
@@ -90,7 +99,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], float]], keys: list[str], path
             if steps.size:
                 x = steps if x_axis == "step" else steps * flops_per_step
                 ax.plot(x, values, marker=".", label=label)
-        ax.set_ylabel(key.split("/")[-1])
+        ax.set_ylabel(key.split("/", 1)[-1], fontsize=8)
         if x_axis == "flops":
             ax.set_xscale("log")
         ax.grid(alpha=0.3)

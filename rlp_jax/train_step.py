@@ -14,7 +14,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from rlp_jax import model as model_lib
 from rlp_jax import ntp, rewards, rlp, sampling, sharding
+from rlp_jax.evaluate import BUCKETS, top_k_entropy
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.positions import choose_positions
 from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
@@ -55,9 +57,25 @@ def make_train_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, ocfg: Opt
     return step, shardings
 
 
+def _bucket_means(prefix: str, values, entropy, valid) -> dict:
+    """Mean of `values` over `valid` entries, overall and per difficulty bucket (RPT's nested
+    easy / medium / hard by proxy top-16 entropy)."""
+    out = {}
+    for bucket, threshold in BUCKETS:
+        sel = valid & (entropy > threshold)
+        out[f"{prefix}/{bucket}"] = jnp.sum(jnp.where(sel, values, 0.0)) / jnp.maximum(jnp.sum(sel), 1)
+    return out
+
+
 def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPConfig, objective: str):
-    """Held-out metrics of one batch: NLL of θ and φ, and (RLP) the information gain of θ's thoughts."""
+    """Held-out metrics of one batch: NLL of θ and φ; no-think accuracy of θ by difficulty
+    (the EMA teacher is the proxy); and (RLP) the information gain and thinking accuracy of
+    θ's thoughts."""
     out = {"nll": ntp.ntp_loss(params, cfg, window), "ema_nll": ntp.ntp_loss(ema_params, cfg, window)}
+    logits = model_lib.forward(params, cfg, window)[:, :-1]
+    correct = jnp.argmax(logits, -1) == window[:, 1:]
+    proxy_entropy = top_k_entropy(model_lib.forward(ema_params, cfg, window)[:, :-1])
+    out.update(_bucket_means("acc_no_think", correct, proxy_entropy, jnp.ones_like(correct)))
     if objective == "rlp":
         key_positions, key_rollout = jax.random.split(key)
         s_ema_all, entropy = rewards.no_think_scores(ema_params, cfg, window)
@@ -66,6 +84,10 @@ def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: 
         gain = rewards.information_gain(roll.s_pred, rewards.at_branches(s_ema_all, roll.t))
         out.update(info_gain=jnp.mean(gain), info_gain_positive=jnp.mean((gain > 0).astype(jnp.float32)),
                    thought_len=jnp.mean(roll.lengths.astype(jnp.float32)))
+        # Position t predicts x_t from x_<t: its proxy entropy is column t-1 of the shifted pass.
+        at_t = jnp.take_along_axis(proxy_entropy, roll.t - 1, axis=1)
+        think_correct = roll.prediction == jnp.take_along_axis(window, roll.t, axis=1)
+        out.update(_bucket_means("acc_think", think_correct, at_t, jnp.ones_like(think_correct)))
     return out
 
 

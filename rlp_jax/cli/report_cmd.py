@@ -1,0 +1,76 @@
+"""`rlp-jax report RUN_DIR [RUN_DIR ...]`: curves over steps and FLOPs, power-law fits."""
+
+CURVE_KEYS = ["train/reward_mean", "eval/info_gain", "eval/acc_think/all", "eval/acc_no_think/all",
+              "eval/nll", "train/loss"]
+FIT_KEYS = ("eval/acc_think", "eval/acc_no_think")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="plots and scaling-curve fits from run directories")
+    p.add_argument("runs", nargs="+", help="run directories (with metrics.jsonl and config.yaml)")
+    p.add_argument("--out", default="report", help="directory for the PNGs and fits.json")
+    p.set_defaults(handler=run)
+
+
+def step_flops(run_dir: str) -> float:
+    """Training FLOPs per step of a run, rollouts included, from its resolved config."""
+    import os
+
+    from rlp_jax import config as config_lib
+    from rlp_jax import flops
+
+    cfg = config_lib.from_dict(config_lib.read_yaml(os.path.join(run_dir, "config.yaml")))
+    data, rcfg = cfg.data, cfg.rlp
+    if cfg.run.objective == "ntp":
+        return flops.ntp_step_flops(cfg.model, data.batch_size, data.seq_len)
+    markers = max(len(rcfg.open_ids) + len(rcfg.close_ids), 2)
+    return flops.rlp_step_flops(cfg.model, data.batch_size, data.seq_len, rcfg.positions_per_window,
+                                rcfg.group_size, rcfg.thought_len, markers, rcfg.updates_per_rollout)["total"]
+
+
+def run(args) -> int:
+    import json
+    import os
+
+    from rlp_jax.errors import UserError
+    from rlp_jax.evaluate import BUCKETS
+    from rlp_jax.report import fit_power_law, plot_curves, read_metrics, series
+
+    runs = {}
+    for run_dir in args.runs:
+        label = os.path.basename(os.path.normpath(run_dir))
+        if label in runs:
+            label = os.path.normpath(run_dir)
+        runs[label] = (read_metrics(run_dir), step_flops(run_dir))
+    os.makedirs(args.out, exist_ok=True)
+    written = []
+    for x_axis in ("step", "flops"):
+        path = os.path.join(args.out, f"curves_{x_axis}.png")
+        if plot_curves(runs, CURVE_KEYS, path, x_axis=x_axis):
+            written.append(path)
+    fits = {}
+    for label, (records, per_step) in runs.items():
+        for prefix in FIT_KEYS:
+            for bucket, _ in BUCKETS:
+                key = f"{prefix}/{bucket}"
+                steps, values = series(records, key)
+                if steps.size < 4:
+                    continue
+                try:
+                    fits[f"{label}:{key}"] = fit_power_law(steps * per_step, values)
+                except UserError as err:
+                    fits[f"{label}:{key}"] = {"error": str(err)}
+    with open(os.path.join(args.out, "fits.json"), "w") as f:
+        json.dump({"flops_per_step": {k: v[1] for k, v in runs.items()}, "fits": fits}, f, indent=2)
+    for name, fit in fits.items():
+        if "error" in fit:
+            print(f"{name}: {fit['error']}")
+        else:
+            print(f"{name}: P(C) = {fit['A']:.4g} / C^{fit['alpha']:.4g} + {fit['P_star']:.4g} "
+                  f"(rmse {fit['rmse']:.3g})")
+    if not fits:
+        print("no accuracy series with >= 4 evaluations: nothing to fit (raise run.steps or lower run.eval_every)")
+    for path in written:
+        print(f"wrote {path}")
+    print(f"wrote {os.path.join(args.out, 'fits.json')}")
+    return 0
