@@ -20,10 +20,10 @@ import yaml
 from rlp_jax.data.pipeline import DataConfig
 from rlp_jax.errors import UserError, one_line
 from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
 from rlp_jax.sharding import MeshConfig
 
-OBJECTIVES = ("rlp", "ntp")
+OBJECTIVES = ("rlp", "ntp", "rpt")
 NONFINITE = ("skip", "stop")
 INIT_MODES = ("auto", "always", "never")
 # Model fields a user may still change when the architecture comes from --init-from.
@@ -37,7 +37,7 @@ class RunConfig:
     run_dir: str = "runs/tiny"
     steps: int = 100
     seed: int = 0
-    objective: str = "rlp"  # rlp | ntp (next-token baseline, same data and optimizer)
+    objective: str = "rlp"  # rlp | rpt (prefix-match reward) | ntp (next-token baseline)
     checkpoint_every: int = 25
     keep: int = 3  # checkpoints kept (the newest)
     checkpoint_dir: str = ""  # default RUN_DIR/checkpoints; may be gs://... (Orbax paths)
@@ -121,7 +121,8 @@ class TrainConfig:
     init_from: str = ""  # model directory (rlp-jax convert / fetch); its architecture wins
     data: DataConfig = dataclasses.field(default_factory=_default_data)
     prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
-    rlp: RLPConfig = dataclasses.field(default_factory=_default_rlp)
+    rlp: RLPConfig = dataclasses.field(default_factory=_default_rlp)  # rollouts: also used by rpt
+    rpt: RPTConfig = dataclasses.field(default_factory=RPTConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(learning_rate=3e-4))
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
@@ -288,7 +289,7 @@ def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset()) -> None:
         if clash:
             raise UserError(f"model.{clash[0]} cannot be set together with init_from (the model "
                             f"directory defines the architecture; only {', '.join(INIT_FROM_MODEL_KEYS)} may change)")
-    if cfg.run.objective == "rlp":
+    if cfg.run.objective in ("rlp", "rpt"):
         seq, r = cfg.data.seq_len, cfg.rlp
         if seq - r.min_context < r.positions_per_window:
             raise UserError(f"rlp.positions_per_window ({r.positions_per_window}) exceeds the "
@@ -299,6 +300,8 @@ def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset()) -> None:
             if longest > cfg.model.max_seq_len:
                 raise UserError(f"rlp.thought_len ({r.thought_len}) is impossible: data.seq_len {seq} + markers "
                                 f"+ thought needs {longest} positions but model.max_seq_len is {cfg.model.max_seq_len}")
+    if cfg.run.objective == "rpt" and cfg.data.data.startswith("synthetic"):
+        raise UserError("run.objective=rpt compares decoded text: it needs real data and a tokenizer, not synthetic")
     if cfg.data.data.startswith("synthetic") and cfg.data.tokenizer in ("", "auto") and cfg.run.objective == "rlp" \
             and not (cfg.rlp.open_ids and cfg.rlp.close_ids):
         raise UserError("data.data=synthetic has no tokenizer: set rlp.open_ids and rlp.close_ids")

@@ -151,3 +151,24 @@ class RLPConfig:
             _need(longest <= max_seq_len,
                   f"{p}.thought_len ({self.thought_len}) is impossible: window {window_len} + markers "
                   f"+ thought needs {longest} positions but the model allows {max_seq_len}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RPTConfig:
+    """RPT-specific settings; rollout sizes (G, K, L, temperature) come from `RLPConfig`."""
+
+    entropy_threshold: float = 0.5  # keep positions whose proxy top-16 entropy exceeds this
+    answer_open: str = ""  # answer tags; empty = the last \boxed{...}
+    answer_close: str = ""
+    context_tokens: int = 16  # context decoded before the continuation (keeps its leading space)
+    continuation_tokens: int = 8  # longest multi-token prediction that can be rewarded
+
+    def __post_init__(self):
+        _need(bool(self.answer_open) == bool(self.answer_close),
+              "rpt.answer_open and rpt.answer_close must be set together")
+        _need(self.context_tokens >= 1 and self.continuation_tokens >= 1,
+              "rpt.context_tokens and rpt.continuation_tokens must be >= 1")
+
+    @property
+    def tags(self):
+        return (self.answer_open, self.answer_close) if self.answer_open else None

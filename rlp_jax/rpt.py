@@ -12,43 +12,18 @@ One step has a host part in the middle, because the reward compares decoded text
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax import objective, sampling
-from rlp_jax.errors import UserError
 from rlp_jax.evaluate import top_k_entropy
 from rlp_jax.model import forward
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.positions import choose_positions
 from rlp_jax.rlp import TrainState, optimize
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
 from rlp_jax.rpt_reward import rpt_reward
-
-
-@dataclasses.dataclass(frozen=True)
-class RPTConfig:
-    """RPT-specific settings; rollout sizes (G, K, L, temperature) come from `RLPConfig`."""
-
-    entropy_threshold: float = 0.5  # keep positions whose proxy top-16 entropy exceeds this
-    answer_open: str = ""  # answer tags; empty = the last \boxed{...}
-    answer_close: str = ""
-    context_tokens: int = 16  # context decoded before the continuation (keeps its leading space)
-    continuation_tokens: int = 8  # longest multi-token prediction that can be rewarded
-
-    def __post_init__(self):
-        if bool(self.answer_open) != bool(self.answer_close):
-            raise UserError("rpt.answer_open and rpt.answer_close must be set together")
-        if self.context_tokens < 1 or self.continuation_tokens < 1:
-            raise UserError("rpt.context_tokens and rpt.continuation_tokens must be >= 1")
-
-    @property
-    def tags(self):
-        return (self.answer_open, self.answer_close) if self.answer_open else None
 
 
 def rpt_rollout_config(rcfg: RLPConfig, eos_id: int) -> RLPConfig:
@@ -56,8 +31,7 @@ def rpt_rollout_config(rcfg: RLPConfig, eos_id: int) -> RLPConfig:
     return rcfg.replace(close_ids=(int(eos_id),), advantage="grpo")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "rcfg", "threshold"))
-def rpt_rollout(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPConfig, threshold: float):
+def rpt_rollout_fn(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPConfig, threshold: float):
     """`(rollout, keep [B, K])`: completions at the K positions of highest proxy entropy."""
     key_pos, key_roll = jax.random.split(key)
     entropy = top_k_entropy(forward(ema_params, cfg, window))  # entropy of p(· | x_<=s) for x_{s+1}
@@ -66,6 +40,9 @@ def rpt_rollout(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPC
     keep = jnp.take_along_axis(entropy, t, axis=1) > threshold
     roll = sampling.rollout_thoughts(jax.lax.stop_gradient(params), cfg, rcfg, window, t, key_roll)
     return roll, keep
+
+
+rpt_rollout = jax.jit(rpt_rollout_fn, static_argnames=("cfg", "rcfg", "threshold"))
 
 
 def rpt_rewards(roll, window, tokenizer, pcfg: RPTConfig) -> np.ndarray:
@@ -82,8 +59,7 @@ def rpt_rewards(roll, window, tokenizer, pcfg: RPTConfig) -> np.ndarray:
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "rcfg", "ocfg"), donate_argnums=0)
-def rpt_update(state: TrainState, window, roll, reward, keep, *, cfg: ModelConfig, rcfg: RLPConfig,
+def rpt_update_fn(state: TrainState, window, roll, reward, keep, *, cfg: ModelConfig, rcfg: RLPConfig,
                ocfg: OptimizerConfig):
     """GRPO advantages (zero where filtered), then the optimizer and EMA steps."""
     ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
@@ -107,12 +83,18 @@ def rpt_update(state: TrainState, window, roll, reward, keep, *, cfg: ModelConfi
     return TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
 
 
+rpt_update = jax.jit(rpt_update_fn, static_argnames=("cfg", "rcfg", "ocfg"), donate_argnums=0)
+
+
 def rpt_step(state: TrainState, window, tokenizer, *, cfg: ModelConfig, rcfg: RLPConfig,
-             ocfg: OptimizerConfig, pcfg: RPTConfig):
-    """One RPT step; `rcfg` must come from `rpt_rollout_config`. Returns `(state, metrics)`."""
+             ocfg: OptimizerConfig, pcfg: RPTConfig, rollout=rpt_rollout, update=rpt_update):
+    """One RPT step; `rcfg` must come from `rpt_rollout_config`. Returns `(state, metrics)`.
+
+    `rollout` / `update` default to the plain jitted halves; the training driver passes
+    versions compiled with shardings and the non-finite guard.
+    """
     ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
     key = jax.random.fold_in(state.rng, 1)
-    roll, keep = rpt_rollout(state.params, ema, window, key, cfg=cfg, rcfg=rcfg,
-                             threshold=pcfg.entropy_threshold)
+    roll, keep = rollout(state.params, ema, window, key, cfg=cfg, rcfg=rcfg, threshold=pcfg.entropy_threshold)
     reward = jnp.asarray(rpt_rewards(roll, window, tokenizer, pcfg))
-    return rpt_update(state, window, roll, reward, keep, cfg=cfg, rcfg=rcfg, ocfg=ocfg)
+    return update(state, window, roll, reward, keep, cfg=cfg, rcfg=rcfg, ocfg=ocfg)

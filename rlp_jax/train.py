@@ -116,8 +116,10 @@ def train(cfg: config_lib.TrainConfig) -> dict:
     from rlp_jax.metrics_log import MetricsLogger
 
     mesh = sharding.make_mesh(cfg.mesh)
-    cfg, _ = train_setup.resolve(cfg)
+    cfg, tokenizer = train_setup.resolve(cfg)
     train_setup.check_mesh(cfg, mesh, jax.process_count())
+    if cfg.run.objective == "rpt" and jax.process_count() > 1:
+        raise UserError("run.objective=rpt scores decoded text on one host; multi-process RPT is not supported yet")
     run, main = cfg.run, jax.process_index() == 0
     text = config_lib.dump_yaml(cfg)
     if main:
@@ -129,7 +131,8 @@ def train(cfg: config_lib.TrainConfig) -> dict:
     state_like = jax.eval_shape(lambda k: rlp.init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
                                 jax.random.key(0))
     step_fn, shardings = train_step.make_train_step(run.objective, cfg.model, cfg.rlp, cfg.optimizer, mesh,
-                                                    state_like, skip_nonfinite=run.nonfinite == "skip")
+                                                    state_like, skip_nonfinite=run.nonfinite == "skip",
+                                                    tokenizer=tokenizer, pcfg=cfg.rpt)
     eval_step = train_step.make_eval_step(run.objective, cfg.model, cfg.rlp, mesh, shardings.params)
     vocab = cfg.model.vocab_size
     iterator = train_data.make_train_iterator(cfg, vocab, jax.process_index(), jax.process_count())

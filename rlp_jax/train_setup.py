@@ -67,8 +67,10 @@ def resolve(cfg: TrainConfig):
 
     rcfg = cfg.rlp.with_markers(tokenizer) if tokenizer is not None else cfg.rlp
     cfg = cfg.replace(model=model_cfg, data=data, rlp=rcfg)
-    if cfg.run.objective == "rlp":
+    if cfg.run.objective in ("rlp", "rpt"):
         rcfg.check(data.seq_len, model_cfg.vocab_size, model_cfg.max_seq_len)
+    if cfg.run.objective == "rpt" and (tokenizer is None or tokenizer.eos_id is None):
+        raise UserError("run.objective=rpt needs a tokenizer with an end-of-sequence token (completions end there)")
     elif data.seq_len > model_cfg.max_seq_len:
         raise UserError(f"data.seq_len ({data.seq_len}) exceeds model.max_seq_len ({model_cfg.max_seq_len})")
     return cfg, tokenizer

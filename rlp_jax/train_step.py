@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 
 from rlp_jax import model as model_lib
-from rlp_jax import ntp, rewards, rlp, sampling, sharding
+from rlp_jax import ntp, rewards, rlp, rpt, sampling, sharding
 from rlp_jax.evaluate import BUCKETS, top_k_entropy
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.positions import choose_positions
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
 
 
 def _all_finite(tree) -> jax.Array:
@@ -28,9 +28,9 @@ def _all_finite(tree) -> jax.Array:
 
 
 def guard(inner, skip: bool):
-    """Wrap `inner(state, window) -> (state, metrics)` with the non-finite check."""
-    def step(state: rlp.TrainState, window):
-        new, metrics = inner(state, window)
+    """Wrap `inner(state, window, *extra) -> (state, metrics)` with the non-finite check."""
+    def step(state: rlp.TrainState, window, *extra):
+        new, metrics = inner(state, window, *extra)
         ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & _all_finite(new.params)
         if skip:
             def keep(n, o):
@@ -43,18 +43,40 @@ def guard(inner, skip: bool):
 
 
 def make_train_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, ocfg: OptimizerConfig, mesh,
-                    state_like, skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES):
-    """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`."""
+                    state_like, skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES, tokenizer=None,
+                    pcfg: RPTConfig | None = None):
+    """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`.
+
+    RLP and NTP steps are one jitted program. RPT needs the host between its rollout and
+    its update (the reward compares decoded text), so its step is two jitted halves.
+    """
+    shardings = rlp.state_shardings(state_like, cfg, mesh, rules)
+    batch = sharding.batch_sharding(mesh, 2, rules)
+    if objective == "rpt":
+        return _rpt_train_step(cfg, rpt.rpt_rollout_config(rcfg, tokenizer.eos_id), ocfg, mesh, shardings,
+                               skip_nonfinite, rules, tokenizer, pcfg or RPTConfig()), shardings
     if objective == "rlp":
         inner = functools.partial(rlp.rlp_step, cfg=cfg, rcfg=rcfg, ocfg=ocfg)
     else:
         inner = functools.partial(ntp.ntp_step, cfg=cfg, ocfg=ocfg, ema_decay=rcfg.ema_decay)
-    shardings = rlp.state_shardings(state_like, cfg, mesh, rules)
-    step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh,
-                                in_shardings=(shardings, sharding.batch_sharding(mesh, 2, rules)),
+    step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh, in_shardings=(shardings, batch),
                                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,),
                                 rules=rules)
     return step, shardings
+
+
+def _rpt_train_step(cfg, rcfg, ocfg, mesh, shardings, skip_nonfinite, rules, tokenizer, pcfg):
+    rollout_jit = sharding.sharded_jit(
+        functools.partial(rpt.rpt_rollout_fn, cfg=cfg, rcfg=rcfg, threshold=pcfg.entropy_threshold), mesh,
+        rules=rules)
+    update_jit = sharding.sharded_jit(
+        guard(functools.partial(rpt.rpt_update_fn, cfg=cfg, rcfg=rcfg, ocfg=ocfg), skip_nonfinite), mesh,
+        out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,), rules=rules)
+
+    def step(state, window):
+        return rpt.rpt_step(state, window, tokenizer, cfg=cfg, rcfg=rcfg, ocfg=ocfg, pcfg=pcfg,
+                            rollout=lambda *a, **_: rollout_jit(*a), update=lambda *a, **_: update_jit(*a))
+    return step
 
 
 def _bucket_means(prefix: str, values, entropy, valid) -> dict:

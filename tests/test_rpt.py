@@ -7,8 +7,8 @@ from byte_bpe import tiny_byte_bpe
 
 from rlp_jax import model, rlp
 from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
-from rlp_jax.rpt import RPTConfig, rpt_rewards, rpt_rollout_config, rpt_step, rpt_update
+from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.rpt import rpt_rewards, rpt_rollout_config, rpt_step, rpt_update
 from rlp_jax.sampling import Rollout
 
 TOK = tiny_byte_bpe([" Paris", " is", " capital", "\\boxed{", "</think>"], specials=["<think>", "<eos>"])
