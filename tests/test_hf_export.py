@@ -66,3 +66,32 @@ def test_export_cli_with_tokenizer(tmp_path):
     assert hf_tok("the cat sat", add_special_tokens=False)["input_ids"] == [3, 4, 5]
     assert (hf_tok.bos_token, hf_tok.eos_token) == ("<s>", "</s>")
     assert cli_main(["export", "--checkpoint", str(tmp_path / "m"), "--to-hf", str(tmp_path / "hf")]) == 2
+
+
+def test_export_and_eval_from_a_training_run(tmp_path):
+    """A run's EMA parameters export to transformers and evaluate like our forward."""
+    import json as json_lib
+
+    from train_helpers import REPO, run_train
+
+    from rlp_jax.checkpoint import restore_params
+
+    run_dir = tmp_path / "run"
+    result = run_train(["--config", f"{REPO}/configs/tiny.yaml", f"run.run_dir={run_dir}", "run.steps=2",
+                        "run.eval_every=0", "run.progress=false", "prepare.builtin_docs=200"],
+                       cache=str(tmp_path / "cache"), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert cli_main(["export", "--checkpoint", str(run_dir), "--params", "ema", "--to-hf", str(tmp_path / "hf")]) == 0
+    cfg, ema = restore_params(str(run_dir), "ema_params")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, 20))
+    with torch.no_grad():
+        ref = hf(torch.tensor(tokens)).logits.numpy()
+    assert np.abs(np.asarray(model.forward(ema, cfg, jnp.asarray(tokens, jnp.int32))) - ref).max() <= 1e-4
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok.decode(hf_tok("12 + 7 = 19", add_special_tokens=False)["input_ids"]) == "12 + 7 = 19"
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(f"{i} + {i} = {2 * i}." for i in range(60)))
+    assert cli_main(["eval", "--checkpoint", str(run_dir), "--params", "ema", "--text-file", str(text),
+                     "--seq-len", "32", "--batches", "1", "--out", str(tmp_path / "ev")]) == 0
+    assert json_lib.loads((tmp_path / "ev" / "eval.json").read_text())["params"] == "ema"
