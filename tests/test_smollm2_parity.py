@@ -125,3 +125,19 @@ def test_eval_accuracy_matches_transformers(smollm2):
     assert result["all"]["nll_count"] == 2 * (seq_len - 1)
     assert abs(result["all"]["no_think_accuracy"] - reference) <= 0.005
     assert 0.2 < reference < 0.9
+
+
+def test_multiple_choice_on_real_weights(smollm2):
+    from rlp_jax.downstream import multiple_choice
+
+    _, out = smollm2
+    cfg, params = load_model(out)
+    items = [
+        {"question": "What is the capital of France?", "choices": ["Paris", "Madrid", "Berlin"], "answer": 0},
+        {"question": "How many legs does a spider have?", "choices": ["six", "eight", "four"], "answer": 1},
+        {"question": "Which planet is known as the Red Planet?", "choices": ["Venus", "Jupiter", "Mars"], "answer": 2},
+        {"question": "What do bees make?", "choices": ["milk", "honey", "silk"], "answer": 1},
+    ]
+    result = multiple_choice(params, cfg, load_tokenizer(out), items)
+    print(f"SmolLM2 multiple choice: {result}")
+    assert result["accuracy"] >= 0.75

@@ -1,0 +1,45 @@
+"""`rlp-jax downstream`: multiple-choice and exact-match generation tasks from local JSONL."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("downstream", help="evaluate on a local multiple-choice or generation task")
+    p.add_argument("--checkpoint", required=True, help="model directory, run directory or checkpoints dir")
+    p.add_argument("--params", choices=["policy", "ema"], default="policy")
+    p.add_argument("--tokenizer", help="tokenizer (default: the checkpoint's)")
+    p.add_argument("--task", required=True, help="JSONL file (format: see README / rlp_jax/downstream.py)")
+    p.add_argument("--type", choices=["mc", "gen"], required=True, help="multiple choice or generation")
+    p.add_argument("--normalize", action="store_true", help="mc: length-normalised log-likelihood")
+    p.add_argument("--think", action="store_true", help="gen: open a thought before answering")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--prompt-suffix", default="\nAnswer:")
+    p.add_argument("--out", help="write the result JSON here")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import json
+
+    from rlp_jax import downstream
+    from rlp_jax.errors import UserError
+    from rlp_jax.eval_inputs import load_params
+    from rlp_jax.tokenizer import load_tokenizer
+
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be >= 1")
+    items = downstream.read_task(args.task, args.type)  # validate the file before loading a model
+    cfg, params, tok_path = load_params(args.checkpoint, args.params)
+    if not (args.tokenizer or tok_path):
+        raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
+    tokenizer = load_tokenizer(args.tokenizer or tok_path)
+    if args.type == "mc":
+        result = downstream.multiple_choice(params, cfg, tokenizer, items, args.normalize, args.prompt_suffix)
+    else:
+        result = downstream.generation(params, cfg, tokenizer, items, args.max_new_tokens, args.think,
+                                       args.prompt_suffix)
+    result.update(task=args.task, type=args.type)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
