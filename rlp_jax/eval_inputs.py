@@ -11,7 +11,8 @@ from rlp_jax.errors import UserError
 
 
 def load_params(path: str, which: str = "policy", mesh=None):
-    """`(model_cfg, params, tokenizer_path or None)` from a model dir or a run / checkpoint dir.
+    """`(model_cfg, params, tokenizer_path or None, data_dir or None)` from a model dir or a
+    run / checkpoint dir (whose resolved config names its tokenizer and data).
 
     `which` picks the policy θ or the EMA teacher φ of a training checkpoint; a model
     directory (from convert / fetch / export of a run) has only one set.
@@ -24,7 +25,7 @@ def load_params(path: str, which: str = "policy", mesh=None):
         from rlp_jax.model_io import load_model
 
         cfg, params = load_model(path, mesh=mesh)
-        return cfg, params, path
+        return cfg, params, path, None
     from rlp_jax import checkpoint
     from rlp_jax import config as config_lib
 
@@ -32,7 +33,8 @@ def load_params(path: str, which: str = "policy", mesh=None):
     manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)
     run_cfg = config_lib.from_dict(checkpoint.read_meta(manager, manager.latest_step())["config"])
     manager.close()
-    return cfg, params, run_cfg.data.tokenizer or None
+    data = run_cfg.data.data if os.path.isdir(run_cfg.data.data) else None
+    return cfg, params, run_cfg.data.tokenizer or None, data
 
 
 def text_file_batches(path: str, tokenizer, seq_len: int, batch_size: int, max_batches: int):

@@ -27,7 +27,7 @@ def run(args) -> int:
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be >= 1")
     items = downstream.read_task(args.task, args.type)  # validate the file before loading a model
-    cfg, params, tok_path = load_params(args.checkpoint, args.params)
+    cfg, params, tok_path, _ = load_params(args.checkpoint, args.params)
     if not (args.tokenizer or tok_path):
         raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
     tokenizer = load_tokenizer(args.tokenizer or tok_path)

@@ -6,8 +6,8 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, help="model directory, run directory or checkpoints dir")
     p.add_argument("--params", choices=["policy", "ema"], default="policy",
                    help="which parameters of a training checkpoint (policy θ or EMA teacher φ)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="TFDS data dir from `rlp-jax data prepare`")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="TFDS data dir from `rlp-jax data prepare` (default for a run: its own data)")
     source.add_argument("--text-file", help="a UTF-8 text file, cut into consecutive windows")
     p.add_argument("--split", default="validation")
     p.add_argument("--tokenizer", help="tokenizer (default: the checkpoint's)")
@@ -38,7 +38,10 @@ def run(args) -> int:
 
     if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
         raise UserError("need --seq-len >= 2, --batch-size >= 1 and --batches >= 1")
-    cfg, params, tok_path = load_params(args.checkpoint, args.params)
+    cfg, params, tok_path, run_data = load_params(args.checkpoint, args.params)
+    data_dir = args.data or run_data
+    if not (data_dir or args.text_file):
+        raise UserError("pass --data DATA_DIR or --text-file FILE (only a run directory brings its own data)")
     tok_path = args.tokenizer or tok_path
     if not tok_path:
         raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
@@ -47,7 +50,7 @@ def run(args) -> int:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
     proxy = None
     if args.proxy:
-        proxy_cfg, proxy_params, _ = load_params(args.proxy, "policy")
+        proxy_cfg, proxy_params, _, _ = load_params(args.proxy, "policy")
         proxy = (proxy_params, proxy_cfg)
     rcfg = None
     if args.think:
@@ -58,7 +61,7 @@ def run(args) -> int:
     if args.text_file:
         batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)
     else:
-        batches = dataset_batches(args.data, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
+        batches = dataset_batches(data_dir, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
     result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed)
     result["checkpoint"] = os.path.abspath(args.checkpoint)
     result["params"] = args.params

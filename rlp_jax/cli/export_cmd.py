@@ -18,7 +18,7 @@ def run(args) -> int:
     from rlp_jax.eval_inputs import load_params
     from rlp_jax.tokenizer import load_tokenizer
 
-    cfg, params, tok_path = load_params(args.checkpoint, args.params)
+    cfg, params, tok_path, _ = load_params(args.checkpoint, args.params)
     has_tokenizer = bool(tok_path) and (os.path.isfile(tok_path) or any(
         os.path.exists(os.path.join(tok_path, name)) for name in ("tokenizer.json", "tokenizer.model")))
     tokenizer = load_tokenizer(tok_path) if has_tokenizer else None
