@@ -97,5 +97,5 @@ def test_export_and_eval_from_a_training_run(tmp_path):
     assert json_lib.loads((tmp_path / "ev" / "eval.json").read_text())["params"] == "ema"
     # Without --data a run evaluates on its own corpus's validation split.
     assert cli_main(["eval", "--checkpoint", str(run_dir), "--seq-len", "32", "--batch-size", "2",
-                     "--batches", "1", "--out", str(tmp_path / "ev2")]) == 0
+                     "--batches", "1", "--proxy", "ema", "--out", str(tmp_path / "ev2")]) == 0
     assert json_lib.loads((tmp_path / "ev2" / "eval.json").read_text())["all"]["nll_count"] == 2 * 31

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--batches", type=int, default=8)
-    p.add_argument("--proxy", help="model dir / checkpoint whose top-16 entropy defines difficulty "
+    p.add_argument("--proxy", help="what defines difficulty (top-16 entropy): 'ema' (the run's EMA "
+                                   "teacher), or a model dir / checkpoint such as the initial model "
                                    "(default: the evaluated model)")
     p.add_argument("--think", action="store_true", help="also roll out thoughts (thinking accuracy, gain)")
     p.add_argument("--positions", type=int, default=4, help="thinking positions per window")
@@ -50,7 +51,10 @@ def run(args) -> int:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
     proxy = None
     if args.proxy:
-        proxy_cfg, proxy_params, _, _ = load_params(args.proxy, "policy")
+        if args.proxy == "ema":
+            proxy_cfg, proxy_params, _, _ = load_params(args.checkpoint, "ema")
+        else:
+            proxy_cfg, proxy_params, _, _ = load_params(args.proxy, "policy")
         proxy = (proxy_params, proxy_cfg)
     rcfg = None
     if args.think:
