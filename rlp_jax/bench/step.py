@@ -1,0 +1,75 @@
+"""One full RLP step, and each of its phases jitted alone (EMA pass, prefill, decode, update).
+
+The phase times come from separately compiled functions, so they miss the fusion the single
+compiled `rlp_step` gets; `decode` is the rollout (open marker, thought loop, close marker)
+minus the window prefill. Model FLOPs per phase are `flops.rlp_step_flops` (thoughts run to
+full length here, so the count is exact rather than an upper bound).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from rlp_jax import model, objective, rewards
+from rlp_jax.bench.common import compiled_memory, median_time, peak_for, peak_memory, timed_compile
+from rlp_jax.bench.rollout import Shape, forcing_setup
+from rlp_jax.flops import rlp_step_flops
+from rlp_jax.model_config import ModelConfig
+from rlp_jax.positions import choose_positions
+from rlp_jax.rlp import init_state, optimize, rlp_step
+from rlp_jax.rlp_config import OptimizerConfig
+from rlp_jax.sampling import rollout_thoughts_jit
+
+
+def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> dict:
+    params, rcfg = forcing_setup(params, cfg, shape)
+    ocfg = OptimizerConfig(learning_rate=1e-6)
+    keys = jax.random.split(jax.random.key(0), 4)
+    window = jax.random.randint(keys[0], (shape.batch, shape.window), 0, cfg.vocab_size - 2)
+    t = choose_positions(keys[1], jnp.zeros(window.shape), rcfg)
+
+    times = {"ema_pass": median_time(jax.jit(lambda: rewards.no_think_scores(params, cfg, window)), repeats)}
+    prefill = jax.jit(lambda: model.prefill(params, cfg, window, model.init_cache(cfg, shape.batch, shape.window)))
+    times["prefill"] = median_time(prefill, repeats)
+    rollout_s = median_time(lambda: rollout_thoughts_jit(params, cfg, rcfg, window, t, keys[2]), repeats)
+    times["decode"] = max(rollout_s - times["prefill"], 0.0)
+    roll = rollout_thoughts_jit(params, cfg, rcfg, window, t, keys[2])
+    batch = objective.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
+                                logp_old=roll.logp, advantages=objective.advantages(roll.s_pred, rcfg))
+    state = init_state(params, ocfg, keys[3])
+    update = jax.jit(functools.partial(optimize, cfg=cfg, rcfg=rcfg, ocfg=ocfg))
+    times["update"] = median_time(lambda: update(state.params, state.opt_state, state.ema_params, batch),
+                                  repeats)
+
+    step = jax.jit(functools.partial(rlp_step, cfg=cfg, rcfg=rcfg, ocfg=ocfg), donate_argnums=0)
+    compiled, compile_s = timed_compile(step, state, window)
+    holder = {"state": jax.tree.map(jnp.copy, state)}
+
+    def one_step():
+        holder["state"], metrics = compiled(holder["state"], window)
+        return metrics
+
+    times["total"] = median_time(one_step, repeats)
+    flops = rlp_step_flops(cfg, shape.batch, shape.window, shape.positions, shape.group, shape.thought,
+                           marker_len=len(rcfg.open_ids) + len(rcfg.close_ids),
+                           updates=rcfg.updates_per_rollout * rcfg.minibatches)
+    peak = peak_for(jax.devices()[0].device_kind)
+    phases = {}
+    for name in ("ema_pass", "prefill", "decode", "update", "total"):
+        seconds = times[name]
+        achieved = flops[name] / seconds if seconds > 0 else None
+        phases[name] = {"time_s": seconds, "flops": flops[name], "flops_per_s": achieved,
+                        "utilization": (achieved / peak[1]["bf16_flops"]) if peak and achieved else None}
+        log(f"step {name:>8}: {seconds * 1e3:9.1f} ms  {flops[name]:.3e} FLOP  "
+            f"{(achieved or 0) / 1e9:8.2f} GFLOP/s"
+            + (f"  {phases[name]['utilization'] * 100:.1f}% of {peak[0]} bf16 peak" if phases[name]["utilization"]
+               else ""))
+    phase_sum = sum(times[n] for n in ("ema_pass", "prefill", "decode", "update"))
+    log(f"step compile {compile_s:.1f} s; phases alone sum to {phase_sum * 1e3:.1f} ms vs the fused step "
+        f"{times['total'] * 1e3:.1f} ms; mean thought length {float(jnp.mean(roll.lengths)):.1f}")
+    return {"shape": shape.as_dict(), "phases": phases, "phase_sum_s": phase_sum, "compile_s": compile_s,
+            "mean_thought_len": float(jnp.mean(roll.lengths.astype(jnp.float32))),
+            "compiled_memory": compiled_memory(compiled), "peak_memory": peak_memory()}
