@@ -10,7 +10,7 @@ import optax
 
 from rlp_jax import model as model_lib
 from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp import TrainState, ema_update, make_optimizer
+from rlp_jax.rlp import TrainState, ema_update, make_optimizer, teacher_params
 from rlp_jax.rlp_config import OptimizerConfig
 
 PAD_ID = 0
@@ -18,7 +18,11 @@ PAD_ID = 0
 
 def ntp_loss(params, cfg: ModelConfig, window):
     """Mean −log p(x_t | x_<t) over non-padding targets of windows `[B, T]`."""
-    logits = model_lib.forward(params, cfg, window)[:, :-1]
+    return nll_from_logits(model_lib.forward(params, cfg, window)[:, :-1], window)
+
+
+def nll_from_logits(logits, window):
+    """`ntp_loss` given the teacher-forced logits `[B, T-1, V]` (reuse a forward pass)."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     targets = window[:, 1:]
     nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
@@ -28,7 +32,7 @@ def ntp_loss(params, cfg: ModelConfig, window):
 
 def ntp_step(state: TrainState, window, *, cfg: ModelConfig, ocfg: OptimizerConfig, ema_decay: float):
     """One optimizer step on the NTP loss, then the EMA step; returns `(new_state, metrics)`."""
-    ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+    ema = teacher_params(state)
     loss, grads = jax.value_and_grad(ntp_loss)(state.params, cfg, window)
     updates, opt_state = make_optimizer(ocfg).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -19,7 +19,11 @@ def no_think_scores(ema_params, cfg: ModelConfig, window):
 
     Column 0 has no context and is 0 in both (positions start at min_context ≥ 1).
     """
-    logits = model_lib.forward(ema_params, cfg, window)[:, :-1]
+    return scores_from_logits(model_lib.forward(ema_params, cfg, window)[:, :-1], window)
+
+
+def scores_from_logits(logits, window):
+    """`no_think_scores` given the teacher-forced logits `[B, T-1, V]` (reuse a forward pass)."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     score = jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)

@@ -60,6 +60,11 @@ def init_state(params, ocfg: OptimizerConfig, rng) -> TrainState:
                       ema_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), rng=rng)
 
 
+def teacher_params(state: TrainState):
+    """The EMA teacher φ with its lazy init: φ ← θ at the first step (before any update)."""
+    return jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+
+
 def ema_update(ema, params, decay: float):
     """φ ← τ φ + (1 − τ) θ."""
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
@@ -100,8 +105,7 @@ def optimize(params, opt_state, ema, batch: objective.LossBatch, *, cfg: ModelCo
 def rlp_step(state: TrainState, window, *, cfg: ModelConfig, rcfg: RLPConfig, ocfg: OptimizerConfig):
     """One RLP step on windows `[B, T]`; returns `(new_state, metrics)`."""
     rng, key_positions, key_rollout = jax.random.split(state.rng, 3)
-    # Lazy EMA init: φ ← θ at the first step.
-    ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+    ema = teacher_params(state)  # lazy init: φ ← θ at the first step
 
     # 1. EMA teacher, no thought, teacher forcing: S_ema and entropy at every position.
     s_ema_all, entropy = rewards.no_think_scores(ema, cfg, window)

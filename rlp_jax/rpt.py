@@ -21,7 +21,7 @@ from rlp_jax.evaluate import top_k_entropy
 from rlp_jax.model import forward
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.positions import choose_positions
-from rlp_jax.rlp import TrainState, optimize
+from rlp_jax.rlp import TrainState, optimize, teacher_params
 from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
 from rlp_jax.rpt_reward import rpt_reward
 
@@ -62,7 +62,7 @@ def rpt_rewards(roll, window, tokenizer, pcfg: RPTConfig) -> np.ndarray:
 def rpt_update_fn(state: TrainState, window, roll, reward, keep, *, cfg: ModelConfig, rcfg: RLPConfig,
                ocfg: OptimizerConfig):
     """GRPO advantages (zero where filtered), then the optimizer and EMA steps."""
-    ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+    ema = teacher_params(state)
     keep_branch = jnp.repeat(keep, rcfg.group_size, axis=1)
     adv = jnp.where(keep_branch, objective.advantages(reward, rcfg), 0.0)
     batch = objective.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
@@ -93,7 +93,7 @@ def rpt_step(state: TrainState, window, tokenizer, *, cfg: ModelConfig, rcfg: RL
     `rollout` / `update` default to the plain jitted halves; the training driver passes
     versions compiled with shardings and the non-finite guard.
     """
-    ema = jax.tree.map(lambda e, p: jnp.where(state.step == 0, p, e), state.ema_params, state.params)
+    ema = teacher_params(state)
     key = jax.random.fold_in(state.rng, 1)
     roll, keep = rollout(state.params, ema, window, key, cfg=cfg, rcfg=rcfg, threshold=pcfg.entropy_threshold)
     reward = jnp.asarray(rpt_rewards(roll, window, tokenizer, pcfg))

@@ -93,14 +93,15 @@ def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: 
     """Held-out metrics of one batch: NLL of θ and φ; no-think accuracy of θ by difficulty
     (the EMA teacher is the proxy); and (RLP) the information gain and thinking accuracy of
     θ's thoughts."""
-    out = {"nll": ntp.ntp_loss(params, cfg, window), "ema_nll": ntp.ntp_loss(ema_params, cfg, window)}
-    logits = model_lib.forward(params, cfg, window)[:, :-1]
+    logits = model_lib.forward(params, cfg, window)[:, :-1]  # one pass per parameter set
+    ema_logits = model_lib.forward(ema_params, cfg, window)[:, :-1]
+    out = {"nll": ntp.nll_from_logits(logits, window), "ema_nll": ntp.nll_from_logits(ema_logits, window)}
     correct = jnp.argmax(logits, -1) == window[:, 1:]
-    proxy_entropy = top_k_entropy(model_lib.forward(ema_params, cfg, window)[:, :-1])
+    proxy_entropy = top_k_entropy(ema_logits)
     out.update(_bucket_means("acc_no_think", correct, proxy_entropy, jnp.ones_like(correct)))
     if objective == "rlp":
         key_positions, key_rollout = jax.random.split(key)
-        s_ema_all, entropy = rewards.no_think_scores(ema_params, cfg, window)
+        s_ema_all, entropy = rewards.scores_from_logits(ema_logits, window)
         t = choose_positions(key_positions, entropy, rcfg)
         roll = sampling.rollout_thoughts(params, cfg, rcfg, window, t, key_rollout)
         gain = rewards.information_gain(roll.s_pred, rewards.at_branches(s_ema_all, roll.t))
