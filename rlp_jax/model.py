@@ -76,8 +76,8 @@ class _Context:
     """Inputs every layer sees unchanged."""
 
     positions: jax.Array  # [B, R, S]
-    own_mask: jax.Array  # [B, R, S, S] without a cache, [B, R, S, cache_len] with one
-    cache_index: jax.Array | None = None
+    own_mask: jax.Array  # [B, R, S, S]: the new tokens among themselves
+    cache_mask: jax.Array | None = None  # [B, R, S, cache_len]: the tokens already cached
     prefix_mask: jax.Array | None = None
 
 
@@ -134,16 +134,15 @@ class DecoderLayer(nn.Module):
         blocks = []
         if inputs.prefix_k is not None:
             blocks.append(KeyBlock(inputs.prefix_k, inputs.prefix_v, ctx.prefix_mask, shared=True))
+        new_kv = None
         if inputs.cache_k is not None:
-            write = functools.partial(jax.lax.dynamic_update_slice_in_dim,
-                                      start_index=ctx.cache_index, axis=2)
-            cache_k = write(inputs.cache_k, k.astype(inputs.cache_k.dtype))
-            cache_v = write(inputs.cache_v, v.astype(inputs.cache_v.dtype))
-            blocks.append(KeyBlock(cache_k, cache_v, ctx.own_mask))
-            new_cache = (cache_k, cache_v)
-        else:
-            blocks.append(KeyBlock(k, v, ctx.own_mask))
-            new_cache = None
+            # The new keys join the cache after the layer stack (`extend`): writing them here
+            # would make every step emit a fresh copy of the whole cache as the scan output.
+            k, v = k.astype(inputs.cache_k.dtype), v.astype(inputs.cache_v.dtype)
+            if ctx.cache_mask is not None:
+                blocks.append(KeyBlock(inputs.cache_k, inputs.cache_v, ctx.cache_mask))
+            new_kv = (k, v)
+        blocks.append(KeyBlock(k, v, ctx.own_mask))
         attn = multi_block_attention(q, blocks)
         x = x + _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", in_axes=(-2, -1))(attn)
 
@@ -152,7 +151,7 @@ class DecoderLayer(nn.Module):
         up = _dense(cfg.mlp_dim, ("embed", "mlp"), cfg, "up")(h)
         x = x + _dense(cfg.d_model, ("mlp", "embed"), cfg, "down")(nn.silu(gate) * up)
         x = nn.with_logical_constraint(x, ("act_batch", None, "act_length", "act_embed"))
-        return x, new_cache
+        return x, new_kv
 
 
 class Transformer(nn.Module):
@@ -179,21 +178,20 @@ class Transformer(nn.Module):
                 in_axes=(0, nn.broadcast), length=cfg.n_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")
-            x, new_cache = stack(x, inputs, ctx)
+            x, new_kv = stack(x, inputs, ctx)
         else:
-            new_caches = []
+            new_kvs = []
             for i in range(cfg.n_layers):
                 layer_inputs = jax.tree.map(lambda a, i=i: a[i], inputs)
                 x, c = layer(cfg, name=f"layers_{i}")(x, layer_inputs, ctx)
-                new_caches.append(c)
-            new_cache = None if new_caches[0] is None else jax.tree.map(
-                lambda *a: jnp.stack(a), *new_caches)
+                new_kvs.append(c)
+            new_kv = None if new_kvs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *new_kvs)
         x = RMSNorm(cfg.rms_eps, dtype=dtype, param_dtype=pdtype, name="final_norm")(x)
         if cfg.tie_embeddings:
             logits = embed.attend(x)
         else:
             logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
-        return logits.astype(jnp.float32), new_cache
+        return logits.astype(jnp.float32), new_kv
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -247,42 +245,51 @@ def init_cache(cfg: ModelConfig, batch: int, length: int, branches: int = 1, dty
 
 
 def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache | None = None,
-           prefix: SharedPrefix | None = None, valid=None):
+           prefix: SharedPrefix | None = None, valid=None, cache_is_empty: bool = False):
     """Run tokens `[B, R, S]` at RoPE `positions` `[B, R, S]`; the general entry point.
 
     With a `cache`, the tokens are written at slots `cache.index …` and attend to every
     cached slot whose position is ≤ theirs; without one, they attend causally to each
     other. With a `prefix`, they also attend to its keys where `prefix.mask` allows.
     `valid` [B, R, S] (default all) marks real tokens; invalid ones are never attended to.
+    `cache_is_empty` (static) skips reading the cache's old slots (a prefill).
     Returns `(logits [B, R, S, vocab], new cache or None)`.
     """
     inputs = _LayerInputs()
     if prefix is not None:
         inputs = inputs.replace(prefix_k=prefix.k, prefix_v=prefix.v)
+    pos_written = positions if valid is None else jnp.where(valid, positions, -1)
     if cache is None:
         own_mask = causal_segment_mask(positions, None)
         if valid is not None:
             own_mask = own_mask & valid[..., None, :]
-        ctx = _Context(positions=positions, own_mask=own_mask)
     else:
-        pos_written = positions if valid is None else jnp.where(valid, positions, -1)
-        slot_pos = jax.lax.dynamic_update_slice_in_dim(
-            cache.slot_pos, pos_written.astype(jnp.int32), cache.index, axis=2)
-        own_mask = (slot_pos[..., None, :] >= 0) & (slot_pos[..., None, :] <= positions[..., :, None])
-        ctx = _Context(positions=positions, own_mask=own_mask, cache_index=cache.index)
+        # As in the cache: slot k is visible to query q iff it holds a real token at a
+        # position ≤ q's.
+        own_mask = (pos_written[..., None, :] >= 0) & (pos_written[..., None, :] <= positions[..., :, None])
+    ctx = _Context(positions=positions, own_mask=own_mask)
+    if cache is not None:
         inputs = inputs.replace(cache_k=cache.k, cache_v=cache.v)
+        if not cache_is_empty:
+            old = cache.slot_pos[..., None, :]
+            ctx = ctx.replace(cache_mask=(old >= 0) & (old <= positions[..., :, None]))
     if prefix is not None:
         ctx = ctx.replace(prefix_mask=prefix.mask)
     logits, new_kv = Transformer(cfg).apply(params, tokens, inputs, ctx)
     if cache is None:
         return logits, None
-    new_cache = KVCache(k=new_kv[0], v=new_kv[1], slot_pos=slot_pos,
+    # One in-place write of the new keys/values of every layer (the cache is a loop carry
+    # or a donated buffer in every caller).
+    write = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=cache.index, axis=3)
+    new_cache = KVCache(k=write(cache.k, new_kv[0]), v=write(cache.v, new_kv[1]),
+                        slot_pos=jax.lax.dynamic_update_slice_in_dim(
+                            cache.slot_pos, pos_written.astype(jnp.int32), cache.index, axis=2),
                         index=cache.index + tokens.shape[-1])
     return logits, new_cache
 
 
 def prefill(params: Params, cfg: ModelConfig, tokens, cache: KVCache, positions=None, valid=None):
-    """Write a prompt `[B, S]` into `cache` (one branch); returns logits `[B, S, V]`, cache.
+    """Write a prompt `[B, S]` into an empty `cache` (one branch); returns logits `[B, S, V]`, cache.
 
     Rows of different lengths are left-padded: pass `valid` [B, S] and positions that
     start at 0 on each row's first real token.
@@ -290,7 +297,8 @@ def prefill(params: Params, cfg: ModelConfig, tokens, cache: KVCache, positions=
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape)
     valid = None if valid is None else valid[:, None]
-    logits, cache = extend(params, cfg, tokens[:, None], positions[:, None], cache, valid=valid)
+    logits, cache = extend(params, cfg, tokens[:, None], positions[:, None], cache, valid=valid,
+                           cache_is_empty=True)
     return logits[:, 0], cache
 
 
