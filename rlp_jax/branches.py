@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlp_jax import model as model_lib
+from rlp_jax import vocab_scores
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.rlp_config import RLPConfig
 
@@ -65,21 +66,14 @@ def layout(rcfg: RLPConfig, t_branch, thoughts, lengths):
     return tokens, positions.astype(jnp.int32), valid
 
 
-def tempered_logp(logits, temperature: float):
-    """Log-probabilities of the sampling policy (temperature 0 means greedy: use raw logits)."""
-    scale = 1.0 if temperature == 0.0 else 1.0 / temperature
-    return jax.nn.log_softmax(logits.astype(jnp.float32) * scale, axis=-1)
-
-
-def scores_from_logits(logits, rcfg: RLPConfig, thoughts, lengths, targets) -> BranchScores:
-    """Read thought log-probs, entropies and S_pred off teacher-forced logits `[B,R,S,V]`."""
+def scores_from_hidden(params, cfg: ModelConfig, rcfg: RLPConfig, hidden, thoughts, lengths,
+                       targets) -> BranchScores:
+    """Thought log-probs, entropies and S_pred from teacher-forced hidden states `[B,R,S,D]`."""
     o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
-    logp_all = tempered_logp(logits[..., o - 1 : o - 1 + L, :], rcfg.temperature)
     mask = jnp.arange(L) < lengths[..., None]
-    thought_logp = jnp.take_along_axis(logp_all, thoughts[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
-    final = jax.nn.log_softmax(logits[..., o + L + c - 1, :].astype(jnp.float32), axis=-1)
-    s_pred = jnp.take_along_axis(final, targets[..., None], axis=-1)[..., 0]
+    thought_logp, entropy = vocab_scores.target_scores(
+        params, cfg, hidden[..., o - 1 : o - 1 + L, :], thoughts, rcfg.temperature)
+    s_pred, _ = vocab_scores.target_scores(params, cfg, hidden[..., o + L + c - 1, :], targets)
     return BranchScores(thought_logp=jnp.where(mask, thought_logp, 0.0), thought_mask=mask,
                         entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)
 
@@ -92,5 +86,5 @@ def score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, 
     _, cache = model_lib.prefill(params, cfg, window, cache)
     tokens, positions, valid = layout(rcfg, t_branch, thoughts, lengths)
     prefix = model_lib.prefix_from_cache(cache, window_mask(t_branch, window_len, tokens.shape[-1]))
-    logits, _ = model_lib.extend(params, cfg, tokens, positions, prefix=prefix, valid=valid)
-    return scores_from_logits(logits, rcfg, thoughts, lengths, targets_at(window, t_branch))
+    hidden, _ = model_lib.extend(params, cfg, tokens, positions, prefix=prefix, valid=valid, head=False)
+    return scores_from_hidden(params, cfg, rcfg, hidden, thoughts, lengths, targets_at(window, t_branch))

@@ -27,7 +27,7 @@ OBJECTIVES = ("rlp", "ntp", "rpt")
 NONFINITE = ("skip", "stop")
 INIT_MODES = ("auto", "always", "never")
 # Model fields a user may still change when the architecture comes from --init-from.
-INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len")
+INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len", "head_chunk")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,9 +155,14 @@ class DecoderLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Embedding → n_layers × DecoderLayer → RMSNorm → tied or untied vocabulary head."""
+    """Embedding → n_layers × DecoderLayer → RMSNorm → tied or untied vocabulary head.
+
+    With `head=False` it stops before the head and returns the normed hidden states, for
+    losses that apply the head in chunks (`rlp_jax.vocab_scores`).
+    """
 
     cfg: ModelConfig
+    head: bool = True
 
     @nn.compact
     def __call__(self, tokens, inputs: _LayerInputs, ctx: _Context):
@@ -187,11 +192,33 @@ class Transformer(nn.Module):
                 new_kvs.append(c)
             new_kv = None if new_kvs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *new_kvs)
         x = RMSNorm(cfg.rms_eps, dtype=dtype, param_dtype=pdtype, name="final_norm")(x)
+        if not self.head:
+            return x, new_kv
         if cfg.tie_embeddings:
             logits = embed.attend(x)
         else:
             logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
         return logits.astype(jnp.float32), new_kv
+
+
+def _head_module(cfg: ModelConfig) -> nn.Module:
+    dtype, pdtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    if cfg.tie_embeddings:
+        return nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=pdtype)
+    return _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")
+
+
+def head_logits(params: Params, cfg: ModelConfig, hidden) -> jax.Array:
+    """The vocabulary head on hidden states from `head=False` calls: float32 logits `[..., V]`.
+
+    The same modules as inside `Transformer`, so the logits match a full call bit for bit.
+    """
+    inner = params["params"]
+    if cfg.tie_embeddings:
+        logits = _head_module(cfg).apply({"params": inner["embed"]}, hidden, method="attend")
+    else:
+        logits = _head_module(cfg).apply({"params": inner["lm_head"]}, hidden)
+    return logits.astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -219,8 +246,8 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
     return nn.unbox(_boxed_init(cfg, key))
 
 
-def forward(params: Params, cfg: ModelConfig, tokens, positions=None, segment_ids=None):
-    """Teacher-forced logits `[B, S, vocab]` (float32).
+def forward(params: Params, cfg: ModelConfig, tokens, positions=None, segment_ids=None, head: bool = True):
+    """Teacher-forced logits `[B, S, vocab]` (float32); hidden states `[B, S, d_model]` if not `head`.
 
     `segment_ids` [B, S] restrict attention to tokens of the same segment (packed
     documents); `positions` default to 0..S-1 and should restart per segment.
@@ -229,7 +256,7 @@ def forward(params: Params, cfg: ModelConfig, tokens, positions=None, segment_id
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape)
     seg = None if segment_ids is None else segment_ids[:, None]
     ctx = _Context(positions=positions[:, None], own_mask=causal_segment_mask(positions[:, None], seg))
-    logits, _ = Transformer(cfg).apply(params, tokens[:, None], _LayerInputs(), ctx)
+    logits, _ = Transformer(cfg, head=head).apply(params, tokens[:, None], _LayerInputs(), ctx)
     return logits[:, 0]
 
 
@@ -245,7 +272,8 @@ def init_cache(cfg: ModelConfig, batch: int, length: int, branches: int = 1, dty
 
 
 def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache | None = None,
-           prefix: SharedPrefix | None = None, valid=None, cache_is_empty: bool = False):
+           prefix: SharedPrefix | None = None, valid=None, cache_is_empty: bool = False,
+           head: bool = True):
     """Run tokens `[B, R, S]` at RoPE `positions` `[B, R, S]`; the general entry point.
 
     With a `cache`, the tokens are written at slots `cache.index …` and attend to every
@@ -253,7 +281,8 @@ def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache |
     other. With a `prefix`, they also attend to its keys where `prefix.mask` allows.
     `valid` [B, R, S] (default all) marks real tokens; invalid ones are never attended to.
     `cache_is_empty` (static) skips reading the cache's old slots (a prefill).
-    Returns `(logits [B, R, S, vocab], new cache or None)`.
+    Returns `(logits [B, R, S, vocab], new cache or None)`; hidden states instead of
+    logits if not `head`.
     """
     inputs = _LayerInputs()
     if prefix is not None:
@@ -275,7 +304,7 @@ def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache |
             ctx = ctx.replace(cache_mask=(old >= 0) & (old <= positions[..., :, None]))
     if prefix is not None:
         ctx = ctx.replace(prefix_mask=prefix.mask)
-    logits, new_kv = Transformer(cfg).apply(params, tokens, inputs, ctx)
+    logits, new_kv = Transformer(cfg, head=head).apply(params, tokens, inputs, ctx)
     if cache is None:
         return logits, None
     # One in-place write of the new keys/values of every layer (the cache is a loop carry

@@ -40,6 +40,10 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: str = "none"
     scan_layers: bool = True
+    # Losses read log-probs off the vocabulary head this many tokens at a time (the logits
+    # of a chunk are recomputed in the backward pass), so [tokens, vocab] never exists at
+    # once; 0 = all tokens in one piece.
+    head_chunk: int = 1024
 
     def __post_init__(self):
         self.validate()
@@ -57,6 +61,8 @@ class ModelConfig:
         need(self.n_heads % self.n_kv_heads == 0,
              f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         need(self.head_dim % 2 == 0, f"head_dim must be even for RoPE, got {self.head_dim}")
+        need(isinstance(self.head_chunk, int) and self.head_chunk >= 0,
+             f"head_chunk must be an integer >= 0, got {self.head_chunk!r}")
         need(self.remat in REMAT_POLICIES, f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         for name in ("dtype", "param_dtype"):
             need(getattr(self, name) in ("float32", "bfloat16", "float16"),

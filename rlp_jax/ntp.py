@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from rlp_jax import model as model_lib
+from rlp_jax import vocab_scores
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.rlp import TrainState, ema_update, make_optimizer, teacher_params
 from rlp_jax.rlp_config import OptimizerConfig
@@ -18,16 +19,21 @@ PAD_ID = 0
 
 def ntp_loss(params, cfg: ModelConfig, window):
     """Mean −log p(x_t | x_<t) over non-padding targets of windows `[B, T]`."""
-    return nll_from_logits(model_lib.forward(params, cfg, window)[:, :-1], window)
+    hidden = model_lib.forward(params, cfg, window, head=False)[:, :-1]
+    logp, _ = vocab_scores.target_scores(params, cfg, hidden, window[:, 1:])
+    return _masked_nll(logp, window)
 
 
 def nll_from_logits(logits, window):
     """`ntp_loss` given the teacher-forced logits `[B, T-1, V]` (reuse a forward pass)."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    targets = window[:, 1:]
-    nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    mask = (targets != PAD_ID).astype(jnp.float32)
-    return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    return _masked_nll(jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0], window)
+
+
+def _masked_nll(target_logp, window):
+    """Mean −log p over the targets `window[:, 1:]` that are not padding."""
+    mask = (window[:, 1:] != PAD_ID).astype(jnp.float32)
+    return -jnp.sum(target_logp * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def ntp_step(state: TrainState, window, *, cfg: ModelConfig, ocfg: OptimizerConfig, ema_decay: float):

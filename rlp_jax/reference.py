@@ -13,6 +13,7 @@ import numpy as np
 
 from rlp_jax import branches as br
 from rlp_jax import model as model_lib
+from rlp_jax import vocab_scores
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.rlp_config import RLPConfig
 from rlp_jax.sampling import Rollout, decode_loop, finish_thoughts
@@ -42,7 +43,7 @@ def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, 
                                    jnp.asarray(rcfg.close_ids, jnp.int32)])
             seq = jnp.pad(seq, (0, padded_len - seq.shape[0]))
             logits = _forward(params, cfg, seq[None])[0]
-            tl = br.tempered_logp(logits[t + o - 1 : t + o - 1 + n], rcfg.temperature)
+            tl = vocab_scores.tempered_logp(logits[t + o - 1 : t + o - 1 + n], rcfg.temperature)
             lp = jnp.take_along_axis(tl, thoughts[b, r, :n, None].astype(jnp.int32), -1)[:, 0]
             ent = -jnp.sum(jnp.exp(tl) * tl, axis=-1)
             pad = jnp.zeros((L - n,))

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from rlp_jax import model as model_lib
+from rlp_jax import vocab_scores
 from rlp_jax.model_config import ModelConfig
 
 
@@ -19,7 +20,13 @@ def no_think_scores(ema_params, cfg: ModelConfig, window):
 
     Column 0 has no context and is 0 in both (positions start at min_context ≥ 1).
     """
-    return scores_from_logits(model_lib.forward(ema_params, cfg, window)[:, :-1], window)
+    hidden = model_lib.forward(ema_params, cfg, window, head=False)[:, :-1]
+    score, entropy = vocab_scores.target_scores(ema_params, cfg, hidden, window[:, 1:])
+    return _pad_first_column(score), _pad_first_column(entropy)
+
+
+def _pad_first_column(per_target):
+    return jnp.concatenate([jnp.zeros((per_target.shape[0], 1), jnp.float32), per_target], axis=1)
 
 
 def scores_from_logits(logits, window):
@@ -27,8 +34,7 @@ def scores_from_logits(logits, window):
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     score = jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
-    pad = jnp.zeros((window.shape[0], 1), jnp.float32)
-    return jnp.concatenate([pad, score], axis=1), jnp.concatenate([pad, entropy], axis=1)
+    return _pad_first_column(score), _pad_first_column(entropy)
 
 
 def at_branches(per_position, t_branch):

@@ -20,6 +20,7 @@ from flax import struct
 
 from rlp_jax import branches as br
 from rlp_jax import model as model_lib
+from rlp_jax import vocab_scores
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.rlp_config import RLPConfig
 
@@ -71,7 +72,7 @@ def decode_loop(params, cfg: ModelConfig, logits, cache, start_pos, key, max_len
         step, last, cache, out, logp, done, lengths, key = state
         key, sub = jax.random.split(key)
         token = sample_logits(last, sub, temperature, top_k, top_p)
-        token_logp = jnp.take_along_axis(br.tempered_logp(last, temperature), token[..., None], -1)[..., 0]
+        token_logp = jnp.take_along_axis(vocab_scores.tempered_logp(last, temperature), token[..., None], -1)[..., 0]
         stop = token == stop_id
         keep = ~done & (keep_stop | ~stop)
         out = out.at[:, :, step].set(jnp.where(keep, token, 0))

@@ -77,10 +77,12 @@ def test_near_greedy_decode_matches_step_by_step_argmax(setup):
                 seq.append(nxt)
 
 
-def test_gradient_pass_scores_loss_and_grads_match_reference(setup):
+@pytest.mark.parametrize("head_chunk", [0, 5])  # 0: one piece; 5: 72 thought rows in 15 chunks, padded
+def test_gradient_pass_scores_loss_and_grads_match_reference(setup, head_chunk):
     params, window, _, roll = setup
+    cfg = CFG.replace(head_chunk=head_chunk)
     fast = jax.jit(br.score_branches, static_argnames=("cfg", "rcfg"))(
-        params, CFG, RCFG, window, roll.t, roll.thoughts, roll.lengths)
+        params, cfg, RCFG, window, roll.t, roll.thoughts, roll.lengths)
     ref = reference_score_branches(params, CFG, RCFG, window, roll.t, roll.thoughts, roll.lengths)
     for name in ("thought_logp", "entropy", "s_pred"):
         np.testing.assert_allclose(getattr(fast, name), getattr(ref, name), atol=1e-5, rtol=0)
@@ -92,7 +94,7 @@ def test_gradient_pass_scores_loss_and_grads_match_reference(setup):
                                 advantages=objective.advantages(rewards, RCFG))
     rcfg = RCFG.replace(ntp_coef=0.3)
     grad_fast = jax.jit(jax.grad(objective.rlp_loss, has_aux=True), static_argnames=("cfg", "rcfg"))
-    g_fast, m_fast = grad_fast(params, CFG, rcfg, batch)
+    g_fast, m_fast = grad_fast(params, cfg, rcfg, batch)
     g_ref, m_ref = jax.grad(objective.rlp_loss, has_aux=True)(
         params, CFG, rcfg, batch, score_fn=reference_score_branches)
     assert abs(float(m_fast["loss"]) - float(m_ref["loss"])) <= 1e-5

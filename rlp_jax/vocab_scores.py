@@ -1,0 +1,50 @@
+"""Log-probs of chosen tokens and entropies, read off the vocabulary head in row chunks.
+
+Every loss here needs, per token, only log p(target) and the entropy of p — two numbers —
+yet the plain route materialises float32 logits `[tokens, vocab]` several times over
+(logits, log-softmax, exp, and their cotangents in the backward pass): for Qwen3's 152K
+vocabulary and a few thousand branch tokens, gigabytes. `target_scores` applies the head
+`cfg.head_chunk` rows at a time under `jax.checkpoint`, so at most one chunk's logits are
+alive in either pass; the backward pass recomputes them (one extra head matmul).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlp_jax import model as model_lib
+from rlp_jax.model_config import ModelConfig
+
+
+def tempered_logp(logits, temperature: float):
+    """Log-probabilities of the sampling policy (temperature 0 means greedy: use raw logits)."""
+    scale = 1.0 if temperature == 0.0 else 1.0 / temperature
+    return jax.nn.log_softmax(logits.astype(jnp.float32) * scale, axis=-1)
+
+
+def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float):
+    logp = tempered_logp(model_lib.head_logits(params, cfg, hidden), temperature)
+    picked = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return picked, -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0):
+    """`(logp, entropy)`, both shaped like `targets`, of softmax(head(hidden) / temperature).
+
+    `hidden [..., d_model]` are final-norm states from a `head=False` model call.
+    """
+    shape = targets.shape
+    rows = hidden.reshape(-1, hidden.shape[-1])
+    flat_targets = targets.reshape(-1)
+    n, chunk = flat_targets.shape[0], cfg.head_chunk
+    if not chunk or n <= chunk:
+        picked, entropy = _scores(params, cfg, rows, flat_targets, temperature)
+        return picked.reshape(shape), entropy.reshape(shape)
+    pad = -n % chunk
+    rows = jnp.pad(rows, ((0, pad), (0, 0))).reshape(-1, chunk, rows.shape[-1])
+    flat_targets = jnp.pad(flat_targets, (0, pad)).reshape(-1, chunk)
+    score_chunk = jax.checkpoint(_scores, static_argnums=(1, 4))
+    picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature),
+                                  (rows, flat_targets))
+    return picked.reshape(-1)[:n].reshape(shape), entropy.reshape(-1)[:n].reshape(shape)
