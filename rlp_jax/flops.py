@@ -1,4 +1,4 @@
-"""Model-FLOP accounting (matmul FLOPs, the convention of MFU figures).
+"""Model-FLOP accounting (matmul FLOPs, the convention of MFU figures), and decode memory traffic.
 
 A forward pass over one token costs 2·(matmul params) plus attention 4·layers·heads·
 head_dim·(keys it reads). A backward pass costs twice the forward. RLP steps count
@@ -45,3 +45,16 @@ def rlp_step_flops(cfg: ModelConfig, batch: int, seq_len: int, positions: int, g
     }
     phases["total"] = sum(phases.values())
     return phases
+
+
+def decode_bytes_per_step(cfg: ModelConfig, batch: int, window: int, branches: int, branch_len: int) -> float:
+    """Bytes one rollout decode step must read from memory: every parameter once (the tied
+    head reads the whole embedding) plus the keys/values it attends to — the window prefix
+    of each row and each branch's own cache. Decode is bound by this, not by FLOPs."""
+    param_bytes = cfg.param_count() * _itemsize(cfg.param_dtype)
+    kv_per_token = cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * _itemsize(cfg.dtype)
+    return param_bytes + kv_per_token * batch * (window + branches * branch_len)
+
+
+def _itemsize(dtype: str) -> int:
+    return {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]

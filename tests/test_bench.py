@@ -49,6 +49,21 @@ def test_json_has_expected_keys(result):
     assert step["compile_s"] > 0 and step["peak_memory"]["bytes"] > 0 and step["peak_memory"]["source"]
 
 
+def test_decode_roofline_counts_weights_and_kv(result):
+    from rlp_jax.flops import decode_bytes_per_step
+
+    cfg, _ = load_preset("tiny")
+    kv = cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * 4  # float32 keys + values per token
+    assert decode_bytes_per_step(cfg, 2, 100, 8, 10) == cfg.param_count() * 4 + kv * 2 * (100 + 8 * 10)
+    roof = result["step"]["decode_roofline"]
+    assert roof["steps"] == SMALL.thought + 2
+    assert roof["bytes_per_step"] > cfg.param_count() * 4
+    assert roof["bytes_per_s"] == pytest.approx(roof["bytes_per_step"] / roof["step_s"])
+    assert roof["reference"].startswith("measured stream") and roof["reference_bytes_per_s"] > 1e8
+    assert roof["fraction"] == pytest.approx(roof["bytes_per_s"] / roof["reference_bytes_per_s"])
+    assert "decode: " in to_markdown(result) and "GB/s" in to_markdown(result)
+
+
 def test_peak_table_lookup():
     assert peak_for("NVIDIA H100 80GB HBM3")[0] == "H100 SXM"
     assert peak_for("NVIDIA H100 PCIe") is None  # a different, slower part

@@ -104,6 +104,16 @@ def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
     return statistics.median(runs)
 
 
+def stream_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes/s of a jitted sum over a float32 array: the memory bandwidth this device really
+    reaches, the roofline reference where no spec-sheet peak is known (CPUs)."""
+    import jax.numpy as jnp
+
+    data = jnp.ones((megabytes * 2**20 // 4,), jnp.float32)
+    total = jax.jit(jnp.sum)
+    return data.nbytes / median_time(lambda: total(data), repeats)
+
+
 def timed_compile(jitted, *args):
     """`(compiled, seconds)` of `jitted.lower(*args).compile()`."""
     start = time.perf_counter()

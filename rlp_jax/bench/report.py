@@ -52,6 +52,11 @@ def to_markdown(result: dict) -> str:
                          f"{_num(p['utilization'], '.1%')} |")
         mem = s["peak_memory"]
         temp = (s.get("compiled_memory") or {}).get("temp_size_in_bytes")
+        roof = s.get("decode_roofline")
+        if roof:
+            lines += ["", f"decode: {roof['step_s'] * 1e3:.2f} ms per step reading {roof['bytes_per_step'] / 1e6:.1f} MB "
+                      f"(weights + KV) = {roof['bytes_per_s'] / 1e9:.1f} GB/s, {roof['fraction']:.1%} of "
+                      f"{roof['reference']} ({roof['reference_bytes_per_s'] / 1e9:.1f} GB/s)"]
         lines += ["", f"compile {s['compile_s']:.1f} s; peak memory {mem['bytes'] / 2**20:.0f} MiB "
                   f"({mem['source']})" + (f"; XLA temp buffers {temp / 2**20:.1f} MiB" if temp is not None else ""),
                   ""]

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from rlp_jax import model, objective, rewards
-from rlp_jax.bench.common import compiled_memory, median_time, peak_for, peak_memory, timed_compile
+from rlp_jax.bench.common import compiled_memory, median_time, peak_for, peak_memory, stream_bandwidth
+from rlp_jax.bench.common import timed_compile
 from rlp_jax.bench.rollout import Shape, forcing_setup
-from rlp_jax.flops import rlp_step_flops
+from rlp_jax.flops import decode_bytes_per_step, rlp_step_flops
 from rlp_jax.model_config import ModelConfig
 from rlp_jax.positions import choose_positions
 from rlp_jax.rlp import init_state, optimize, rlp_step
@@ -67,9 +68,32 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
             f"{(achieved or 0) / 1e9:8.2f} GFLOP/s"
             + (f"  {phases[name]['utilization'] * 100:.1f}% of {peak[0]} bf16 peak" if phases[name]["utilization"]
                else ""))
+    roofline = decode_roofline(cfg, shape, rcfg, times["decode"], peak)
+    log(f"step decode: {roofline['step_s'] * 1e3:.2f} ms/step reading {roofline['bytes_per_step'] / 1e6:.1f} MB "
+        f"= {roofline['bytes_per_s'] / 1e9:.1f} GB/s, {roofline['fraction'] * 100:.1f}% of {roofline['reference']}")
     phase_sum = sum(times[n] for n in ("ema_pass", "prefill", "decode", "update"))
     log(f"step compile {compile_s:.1f} s; phases alone sum to {phase_sum * 1e3:.1f} ms vs the fused step "
         f"{times['total'] * 1e3:.1f} ms; mean thought length {float(jnp.mean(roll.lengths)):.1f}")
     return {"shape": shape.as_dict(), "phases": phases, "phase_sum_s": phase_sum, "compile_s": compile_s,
             "mean_thought_len": float(jnp.mean(roll.lengths.astype(jnp.float32))),
-            "compiled_memory": compiled_memory(compiled), "peak_memory": peak_memory()}
+            "compiled_memory": compiled_memory(compiled), "peak_memory": peak_memory(),
+            "decode_roofline": roofline}
+
+
+def decode_roofline(cfg: ModelConfig, shape: Shape, rcfg, decode_s: float, peak) -> dict:
+    """Achieved memory bandwidth of a rollout decode step against the device's roofline.
+
+    A step is one `extend` of every branch: the L thought steps plus the open- and
+    close-marker calls. The reference is the spec-sheet HBM bandwidth where the device is
+    in the peak table, else the bandwidth a jitted sum reaches here (`stream_bandwidth`).
+    """
+    steps = shape.thought + 2
+    step_s = decode_s / steps
+    moved = decode_bytes_per_step(cfg, shape.batch, shape.window, shape.positions * shape.group, rcfg.branch_len)
+    if peak:
+        reference, reference_bps = f"{peak[0]} HBM spec", peak[1]["hbm_bytes_per_s"]
+    else:
+        reference, reference_bps = "measured stream bandwidth (jitted sum, 256 MiB)", stream_bandwidth()
+    achieved = moved / step_s if step_s > 0 else 0.0
+    return {"steps": steps, "step_s": step_s, "bytes_per_step": moved, "bytes_per_s": achieved,
+            "reference": reference, "reference_bytes_per_s": reference_bps, "fraction": achieved / reference_bps}
