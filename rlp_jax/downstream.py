@@ -16,7 +16,6 @@ The prompt is `question + "\\nAnswer:"` by default (`prompt_suffix`).
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax import model as model_lib
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, jsonl_records
 from rlp_jax.rpt_reward import extract_answer
 from rlp_jax.sampling import generate
 
@@ -34,25 +33,18 @@ def read_task(path: str, kind: str) -> list[dict]:
     if not os.path.isfile(path):
         raise UserError(f"task file not found: {path}")
     items = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{number}: not JSON ({err})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
-                raise UserError(f"{path}:{number}: needs a string 'question'")
-            if kind == "mc":
-                choices, answer = item.get("choices"), item.get("answer")
-                if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
-                    raise UserError(f"{path}:{number}: 'choices' must be a list of at least 2 strings")
-                if not (isinstance(answer, int) and 0 <= answer < len(choices)):
-                    raise UserError(f"{path}:{number}: 'answer' must be the index of the right choice")
-            elif not isinstance(item.get("answer"), (str, int, float)):
-                raise UserError(f"{path}:{number}: needs an 'answer'")
-            items.append(item)
+    for number, item in jsonl_records(path):
+        if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+            raise UserError(f"{path}:{number}: needs a string 'question'")
+        if kind == "mc":
+            choices, answer = item.get("choices"), item.get("answer")
+            if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
+                raise UserError(f"{path}:{number}: 'choices' must be a list of at least 2 strings")
+            if not (isinstance(answer, int) and 0 <= answer < len(choices)):
+                raise UserError(f"{path}:{number}: 'answer' must be the index of the right choice")
+        elif not isinstance(item.get("answer"), (str, int, float)):
+            raise UserError(f"{path}:{number}: needs an 'answer'")
+        items.append(item)
     if not items:
         raise UserError(f"{path} holds no questions")
     return items

@@ -6,6 +6,7 @@ prints its message as one line and exits non-zero instead of showing a traceback
 
 import json
 import os
+from typing import Iterator
 
 
 class UserError(Exception):
@@ -27,3 +28,28 @@ def read_json(path: str, missing_hint: str) -> dict:
             return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"cannot parse {path}: {err}") from None
+
+
+def read_text_file(path: str) -> str:
+    """The file decoded as strict UTF-8 (a BOM is dropped); bad bytes are a user error."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}: undecodable bytes {raw[err.start:err.end]!r} at byte {err.start} "
+            f"(line {line}); files must be UTF-8"
+        ) from None
+
+
+def jsonl_records(path: str) -> Iterator[tuple[int, object]]:
+    """`(line number, value)` of every non-blank line of a JSONL file; a bad line is a UserError."""
+    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{number}: not JSON ({err.msg})") from None

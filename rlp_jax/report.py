@@ -8,13 +8,12 @@ per figure. Accuracy curves are fitted per bucket with P(C) = A / C^α + P*.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
 import numpy as np
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, jsonl_records
 
 
 MAX_ALPHA = 3.0  # exponents beyond this are artefacts of a plateau, not scaling
@@ -58,15 +57,7 @@ def read_metrics(run_dir: str) -> list[dict]:
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: is {run_dir} a run directory?")
-    records = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{number}: not JSON ({err})") from None
-    return records
+    return [record for _, record in jsonl_records(path)]
 
 
 def series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:

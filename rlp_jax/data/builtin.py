@@ -11,8 +11,8 @@ import importlib.util
 import os
 import random
 
-from rlp_jax.data.corpus import Document, clean_markdown, read_text_file
-from rlp_jax.errors import UserError
+from rlp_jax.data.corpus import Document, clean_markdown
+from rlp_jax.errors import UserError, read_text_file
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("shakespeare", "arithmetic")

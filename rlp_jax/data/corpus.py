@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import re
 from typing import Iterable, Iterator
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, jsonl_records, read_text_file
 
 FORMATS = ("text", "jsonl", "markdown")
 _FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".md": "markdown", ".markdown": "markdown"}
@@ -49,20 +48,6 @@ def guess_format(path: str) -> str:
     return _FORMAT_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), "text")
 
 
-def read_text_file(path: str) -> str:
-    """The file decoded as strict UTF-8 (a BOM is dropped); bad bytes are a user error."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}: undecodable bytes {raw[err.start:err.end]!r} at byte {err.start} "
-            f"(line {line}); files must be UTF-8"
-        ) from None
-
-
 def clean_markdown(text: str) -> str:
     """Markdown to readable text: drop emphasis markers and hard-break trailing spaces."""
     text = re.sub(r"[ \t]+\n", "\n", text)
@@ -73,13 +58,7 @@ def clean_markdown(text: str) -> str:
 
 def read_jsonl(path: str, text_key: str = "text") -> Iterator[Document]:
     """One document per line: an object with `text_key`, or a bare JSON string."""
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+    for number, record in jsonl_records(path):
         if isinstance(record, dict):
             if text_key not in record:
                 raise UserError(f"{path}:{number}: no {text_key!r} field (use --text-key)")
