@@ -26,8 +26,7 @@ def ntp_loss(params, cfg: ModelConfig, window):
 
 def nll_from_logits(logits, window):
     """`ntp_loss` given the teacher-forced logits `[B, T-1, V]` (reuse a forward pass)."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return _masked_nll(jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0], window)
+    return _masked_nll(vocab_scores.logit_scores(logits, window[:, 1:])[0], window)
 
 
 def _masked_nll(target_logp, window):

@@ -31,9 +31,7 @@ def _pad_first_column(per_target):
 
 def scores_from_logits(logits, window):
     """`no_think_scores` given the teacher-forced logits `[B, T-1, V]` (reuse a forward pass)."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    score = jnp.take_along_axis(logp, window[:, 1:, None], axis=-1)[..., 0]
-    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    score, entropy = vocab_scores.logit_scores(logits, window[:, 1:])
     return _pad_first_column(score), _pad_first_column(entropy)
 
 

@@ -23,10 +23,15 @@ def tempered_logp(logits, temperature: float):
     return jax.nn.log_softmax(logits.astype(jnp.float32) * scale, axis=-1)
 
 
-def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float):
-    logp = tempered_logp(model_lib.head_logits(params, cfg, hidden), temperature)
+def logit_scores(logits, targets, temperature: float = 1.0):
+    """`(logp of targets, entropy)` of softmax(logits / temperature), from logits `[..., V]`."""
+    logp = tempered_logp(logits, temperature)
     picked = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     return picked, -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float):
+    return logit_scores(model_lib.head_logits(params, cfg, hidden), targets, temperature)
 
 
 def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0):
