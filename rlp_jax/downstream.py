@@ -69,7 +69,7 @@ def choice_logprobs(params, cfg, tokenizer, prompt: str, choices: list[str]) -> 
     tokens = np.zeros((len(full), length), np.int32)
     for i, ids in enumerate(full):
         tokens[i, : len(ids)] = ids
-    logits = _forward(params, cfg, jnp.asarray(tokens))
+    logits = model_lib.forward_compiled(params, cfg, jnp.asarray(tokens))
     logp = np.asarray(jax.nn.log_softmax(logits[:, :-1], axis=-1))
     target_lp = np.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
     sums, counts = np.zeros(len(full)), np.zeros(len(full))
@@ -78,8 +78,6 @@ def choice_logprobs(params, cfg, tokenizer, prompt: str, choices: list[str]) -> 
         counts[i] = len(ids) - starts[i]
     return sums, counts
 
-
-_forward = jax.jit(model_lib.forward, static_argnums=1)
 
 
 def multiple_choice(params, cfg, tokenizer, items, normalize: bool = False, prompt_suffix="\nAnswer:") -> dict:

@@ -260,6 +260,12 @@ def forward(params: Params, cfg: ModelConfig, tokens, positions=None, segment_id
     return logits[:, 0]
 
 
+# `forward` compiled once per config and shape, for callers outside a jitted step (scoring,
+# evaluation, the re-encoding references): called eagerly, `forward` would dispatch and
+# compile each primitive on its own, several times slower for every new shape.
+forward_compiled = jax.jit(forward, static_argnums=1, static_argnames=("head",))
+
+
 def init_cache(cfg: ModelConfig, batch: int, length: int, branches: int = 1, dtype=None) -> KVCache:
     """An empty cache for `batch` rows × `branches` of up to `length` tokens."""
     shape = (cfg.n_layers, batch, branches, length, cfg.n_kv_heads, cfg.head_dim)

@@ -19,8 +19,6 @@ from rlp_jax.rlp_config import RLPConfig
 from rlp_jax.sampling import Rollout, decode_loop, finish_thoughts
 
 
-_forward = jax.jit(model_lib.forward, static_argnames=("cfg",))
-
 
 def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,
                              lengths) -> br.BranchScores:
@@ -42,7 +40,7 @@ def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, 
                                    thoughts[b, r, :n].astype(jnp.int32),
                                    jnp.asarray(rcfg.close_ids, jnp.int32)])
             seq = jnp.pad(seq, (0, padded_len - seq.shape[0]))
-            logits = _forward(params, cfg, seq[None])[0]
+            logits = model_lib.forward_compiled(params, cfg, seq[None])[0]
             tl = vocab_scores.tempered_logp(logits[t + o - 1 : t + o - 1 + n], rcfg.temperature)
             lp = jnp.take_along_axis(tl, thoughts[b, r, :n, None].astype(jnp.int32), -1)[:, 0]
             ent = -jnp.sum(jnp.exp(tl) * tl, axis=-1)

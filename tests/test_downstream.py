@@ -32,7 +32,7 @@ def test_choice_logprobs_equal_direct_scoring():
     for choice, total, count in zip(choices, sums, counts):
         ids = TOK.encode(prompt + " " + choice)
         start = len(TOK.encode(prompt))
-        logp = jax.nn.log_softmax(model.forward(PARAMS, CFG, jnp.asarray([ids]))[0, :-1])
+        logp = jax.nn.log_softmax(model.forward_compiled(PARAMS, CFG, jnp.asarray([ids]))[0, :-1])
         direct = sum(float(logp[i - 1, ids[i]]) for i in range(start, len(ids)))
         assert count == len(ids) - start
         assert abs(total - direct) < 1e-4

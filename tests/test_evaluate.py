@@ -36,7 +36,7 @@ def test_no_think_figures_equal_direct_computation():
     result = evaluate.evaluate_batches(params, CFG, batches)
     correct, nll, count = [], [], 0
     for b in batches:
-        logits = model.forward(params, CFG, jnp.asarray(b["tokens"]), jnp.asarray(b["positions"]),
+        logits = model.forward_compiled(params, CFG, jnp.asarray(b["tokens"]), jnp.asarray(b["positions"]),
                                jnp.asarray(b["segment_ids"]))
         logp = np.asarray(jax.nn.log_softmax(logits[:, :-1]))
         targets = b["tokens"][:, 1:]

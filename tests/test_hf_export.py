@@ -46,7 +46,7 @@ def test_transformers_matches_our_logits_after_export(tmp_path, name):
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 33))
     with torch.no_grad():
         ref = hf(torch.tensor(tokens)).logits.numpy()
-    ours = np.asarray(model.forward(params, cfg, jnp.asarray(tokens, jnp.int32)))
+    ours = np.asarray(model.forward_compiled(params, cfg, jnp.asarray(tokens, jnp.int32)))
     assert np.abs(ours - ref).max() <= 1e-4
 
 
@@ -87,7 +87,7 @@ def test_export_and_eval_from_a_training_run(tmp_path):
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, 20))
     with torch.no_grad():
         ref = hf(torch.tensor(tokens)).logits.numpy()
-    assert np.abs(np.asarray(model.forward(ema, cfg, jnp.asarray(tokens, jnp.int32))) - ref).max() <= 1e-4
+    assert np.abs(np.asarray(model.forward_compiled(ema, cfg, jnp.asarray(tokens, jnp.int32))) - ref).max() <= 1e-4
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert hf_tok.decode(hf_tok("12 + 7 = 19", add_special_tokens=False)["input_ids"]) == "12 + 7 = 19"
     text = tmp_path / "t.txt"

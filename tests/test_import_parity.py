@@ -62,7 +62,7 @@ def test_fresh_config_parity(tmp_path, case, scan_layers):
     tokens = rng.integers(0, BASE["vocab_size"], size=(2, 40))
     with torch.no_grad():
         ref = hf(torch.tensor(tokens)).logits.numpy()
-    ours = np.asarray(model.forward(params, cfg, jnp.asarray(tokens, jnp.int32)))
+    ours = np.asarray(model.forward_compiled(params, cfg, jnp.asarray(tokens, jnp.int32)))
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-4
 
@@ -76,7 +76,7 @@ def test_sharded_safetensors_index(tmp_path):
     tokens = np.arange(30)[None] % BASE["vocab_size"]
     with torch.no_grad():
         ref = hf(torch.tensor(tokens)).logits.numpy()
-    ours = np.asarray(model.forward(params, cfg, jnp.asarray(tokens, jnp.int32)))
+    ours = np.asarray(model.forward_compiled(params, cfg, jnp.asarray(tokens, jnp.int32)))
     assert np.abs(ours - ref).max() <= 1e-4
 
 

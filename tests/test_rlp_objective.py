@@ -106,11 +106,11 @@ def test_proposition_1_on_an_exact_distribution(tiny):
     r = rewards.information_gain(s_pred, s_ema)  # [V, 2]: reward for each possible x_t, thought
     expected_r = jnp.sum(p_star[:, None] * r, axis=0)
     # the two cross-entropies straight from the models' next-token distributions
-    log_phi = jax.nn.log_softmax(model.forward(ema, CFG, window[:, :t])[0, -1])
+    log_phi = jax.nn.log_softmax(model.forward_compiled(ema, CFG, window[:, :t])[0, -1])
     ce_phi = -jnp.sum(p_star * log_phi)
     for g in range(2):
         seq = jnp.concatenate([window[0, :t], jnp.array([1]), thoughts[0, g, : int(lengths[0, g])], jnp.array([2])])
-        log_theta = jax.nn.log_softmax(model.forward(params, CFG, seq[None])[0, -1])
+        log_theta = jax.nn.log_softmax(model.forward_compiled(params, CFG, seq[None])[0, -1])
         np.testing.assert_allclose(expected_r[g], ce_phi + jnp.sum(p_star * log_theta), atol=1e-5)
 
 

@@ -74,7 +74,7 @@ def test_score_cli_reports_the_model_nll(smollm2, capsys):
     result = json.loads(capsys.readouterr().out)
     cfg, params = load_model(out)
     ids = load_tokenizer(out).encode(TEXT)
-    logits = model.forward(params, cfg, jnp.asarray([ids]))
+    logits = model.forward_compiled(params, cfg, jnp.asarray([ids]))
     logp = jax.nn.log_softmax(logits[0, :-1], axis=-1)
     nll = -float(jnp.sum(jnp.take_along_axis(logp, jnp.asarray(ids[1:])[:, None], axis=-1)))
     assert result["num_scored"] == len(ids) - 1

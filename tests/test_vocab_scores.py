@@ -56,7 +56,7 @@ def test_ntp_loss_and_no_think_scores_chunked_equal_full_logits():
     cfg = BASE.replace(head_chunk=5)  # 2·11 = 22 targets
     params = model.init_params(cfg, jax.random.key(6))
     window = jax.random.randint(jax.random.key(7), (2, 12), 0, cfg.vocab_size).at[1, 8:].set(ntp.PAD_ID)
-    logits = model.forward(params, cfg, window)[:, :-1]
+    logits = model.forward_compiled(params, cfg, window)[:, :-1]
 
     loss, grads = jax.value_and_grad(ntp.ntp_loss)(params, cfg, window)
     loss_full, grads_full = jax.value_and_grad(

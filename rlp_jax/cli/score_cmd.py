@@ -34,7 +34,7 @@ def run(args) -> int:
     if len(ids) > cfg.max_seq_len:
         raise UserError(f"text has {len(ids)} tokens, more than the model's context {cfg.max_seq_len}")
     tokens = jnp.asarray([ids], jnp.int32)
-    logits = jax.jit(lambda p, t: model.forward(p, cfg, t))(params, tokens)
+    logits = model.forward_compiled(params, cfg, tokens)
     logprobs = jax.nn.log_softmax(logits[0, :-1], axis=-1)
     token_lp = np.asarray(jnp.take_along_axis(logprobs, tokens[0, 1:, None], axis=-1)[:, 0])
     result = {
