@@ -79,7 +79,6 @@ def choice_logprobs(params, cfg, tokenizer, prompt: str, choices: list[str]) -> 
     return sums, counts
 
 
-
 def multiple_choice(params, cfg, tokenizer, items, normalize: bool = False, prompt_suffix="\nAnswer:") -> dict:
     correct = []
     for item in items:

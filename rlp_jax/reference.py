@@ -19,7 +19,6 @@ from rlp_jax.rlp_config import RLPConfig
 from rlp_jax.sampling import Rollout, decode_loop, finish_thoughts
 
 
-
 def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,
                              lengths) -> br.BranchScores:
     """Score each branch by a full `forward` over `x_<t, open, thought, close` on its own.
