@@ -30,7 +30,31 @@ def sample_logits(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: 
     if temperature == 0.0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return categorical(key, logits)
+
+
+SAMPLE_BLOCK = 256
+
+
+def categorical(key, logits):
+    """One id per row of `logits` [..., V], drawn with probability softmax(logits).
+
+    Exact, in two stages: a block of `SAMPLE_BLOCK` ids by its probability mass, then an
+    id inside that block. Gumbel-max (`jax.random.categorical`) draws and takes two logs
+    of V random numbers per row; this draws V/256 + 256, which on CPU makes sampling
+    16×49152 logits about 16× cheaper (it was an eighth of a SmolLM2 decode step).
+    """
+    *lead, vocab = logits.shape
+    block = min(SAMPLE_BLOCK, vocab)
+    n_blocks = -(-vocab // block)
+    pad = [(0, 0)] * len(lead) + [(0, n_blocks * block - vocab)]
+    blocks = jnp.pad(logits, pad, constant_values=-jnp.inf).reshape(*lead, n_blocks, block)
+    weights = jnp.exp(blocks - jnp.max(logits, axis=-1)[..., None, None])
+    key_block, key_member = jax.random.split(key)
+    chosen = jax.random.categorical(key_block, jnp.log(jnp.sum(weights, axis=-1)), axis=-1)
+    members = jnp.take_along_axis(weights, chosen[..., None, None], axis=-2)[..., 0, :]
+    member = jax.random.categorical(key_member, jnp.log(members), axis=-1)
+    return (chosen * block + member).astype(jnp.int32)
 
 
 def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
