@@ -48,9 +48,8 @@ def main():
                                                            dtype=torch.float32).eval()
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, args.tokens))
 
-    fwd = jax.jit(lambda p, t: model.forward(p, cfg, t))
     jt = jax.numpy.asarray(tokens)
-    ours = _median_seconds(lambda: fwd(params, jt).block_until_ready(), args.repeats)
+    ours = _median_seconds(lambda: model.forward_compiled(params, cfg, jt).block_until_ready(), args.repeats)
     tt = torch.tensor(tokens)
 
     def torch_forward():

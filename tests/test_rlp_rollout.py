@@ -17,7 +17,6 @@ CFG = ModelConfig(vocab_size=13, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2
 RCFG = RLPConfig(group_size=3, positions_per_window=2, thought_len=6, temperature=1.0, top_k=10,
                  top_p=0.95, open_ids=(1,), close_ids=(2, 3), min_context=2)
 T = 12
-forward = jax.jit(model.forward, static_argnames=("cfg",))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def test_near_greedy_decode_matches_step_by_step_argmax(setup):
             seq = list(np.asarray(window[b, :cut])) + [1]
             for u in range(int(roll.lengths[b, r])):
                 padded = jnp.asarray(seq + [0] * (T + 8 - len(seq)))[None]
-                nxt = int(jnp.argmax(forward(params, CFG, padded)[0, len(seq) - 1]))
+                nxt = int(jnp.argmax(model.forward_compiled(params, CFG, padded)[0, len(seq) - 1]))
                 assert nxt == int(roll.thoughts[b, r, u])
                 seq.append(nxt)
 

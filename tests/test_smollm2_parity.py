@@ -59,7 +59,7 @@ def test_logits_match_transformers(smollm2):
                                                            dtype=torch.float32).eval()
     with torch.no_grad():
         ref = hf(torch.tensor(tokens)).logits.numpy()
-    ours = np.asarray(jax.jit(lambda p, t: model.forward(p, cfg, t))(params, jnp.asarray(tokens)))
+    ours = np.asarray(model.forward_compiled(params, cfg, jnp.asarray(tokens)))
     max_diff = float(np.abs(ours - ref).max())
     print(f"SmolLM2 max |dlogit| = {max_diff:.2e}")
     assert max_diff <= 2e-3
