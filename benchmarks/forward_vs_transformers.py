@@ -35,9 +35,9 @@ def main():
     import torch
     import transformers
 
-    from rlp_jax import model
-    from rlp_jax.fetch import fetch_model, locate_gguf
-    from rlp_jax.model_io import load_model
+    from rlp_jax.model import transformer as model
+    from rlp_jax.convert.fetch import fetch_model, locate_gguf
+    from rlp_jax.model.io import load_model
 
     start = time.perf_counter()
     directory = fetch_model("smollm2-135m")

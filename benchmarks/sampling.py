@@ -13,7 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rlp_jax.sampling import categorical, sample_logits
+from rlp_jax.rollout.sampling import categorical, sample_logits
 
 
 def _median_ms(fn, *args, repeats: int = 50) -> float:

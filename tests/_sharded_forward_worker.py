@@ -13,8 +13,9 @@ import numpy as np
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from rlp_jax import model, sharding  # noqa: E402
-from rlp_jax.model_config import ModelConfig  # noqa: E402
+from rlp_jax.model import transformer as model
+from rlp_jax.model import sharding
+from rlp_jax.model.config import ModelConfig  # noqa: E402
 
 CFG = ModelConfig(vocab_size=128, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                   mlp_dim=128, qk_norm=True, tie_embeddings=False)

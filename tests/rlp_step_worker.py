@@ -16,10 +16,11 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from rlp_jax import model, rlp  # noqa: E402
-from rlp_jax.model_config import ModelConfig  # noqa: E402
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig  # noqa: E402
-from rlp_jax.sharding import MeshConfig, make_mesh  # noqa: E402
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import rlp
+from rlp_jax.model.config import ModelConfig  # noqa: E402
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig  # noqa: E402
+from rlp_jax.model.sharding import MeshConfig, make_mesh  # noqa: E402
 
 CFG = ModelConfig(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
 RCFG = RLPConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),

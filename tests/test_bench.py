@@ -50,7 +50,7 @@ def test_json_has_expected_keys(result):
 
 
 def test_decode_roofline_counts_weights_and_kv(result):
-    from rlp_jax.flops import decode_bytes_per_step
+    from rlp_jax.evaluation.flops import decode_bytes_per_step
 
     cfg, _ = load_preset("tiny")
     kv = cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * 4  # float32 keys + values per token

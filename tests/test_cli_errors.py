@@ -106,9 +106,9 @@ def test_score_on_a_directory_that_is_not_a_checkpoint(tmp_path):
 
 
 def test_score_missing_text_file(tmp_path):
-    from rlp_jax import model
-    from rlp_jax.model_config import ModelConfig
-    from rlp_jax.model_io import save_model
+    from rlp_jax.model import transformer as model
+    from rlp_jax.model.config import ModelConfig
+    from rlp_jax.model.io import save_model
 
     import jax
 

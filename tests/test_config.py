@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from rlp_jax import cli, config
+from rlp_jax import cli
+from rlp_jax.train import config
 from rlp_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from byte_bpe import tiny_byte_bpe
 
-from rlp_jax import downstream, model
+from rlp_jax.evaluation import downstream
+from rlp_jax.model import transformer as model
 from rlp_jax.cli import main as cli_main
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.model_io import save_model
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.io import save_model
 
 TOK = tiny_byte_bpe([" red", " blue", " green", "Answer"], specials=["<eos>"])
 CFG = ModelConfig(vocab_size=TOK.vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,

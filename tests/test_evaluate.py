@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import evaluate, model
+from rlp_jax.evaluation import evaluate
+from rlp_jax.model import transformer as model
 from rlp_jax.cli import main as cli_main
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.model_io import save_model
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.io import save_model
+from rlp_jax.objectives.config import RLPConfig
 
 CFG = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=48)
 

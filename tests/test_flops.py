@@ -1,7 +1,7 @@
 """FLOP accounting: exact for a hand-computed case, and RLP counts its rollouts."""
 
-from rlp_jax.flops import forward_flops, matmul_params, ntp_step_flops, rlp_step_flops
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.evaluation.flops import forward_flops, matmul_params, ntp_step_flops, rlp_step_flops
+from rlp_jax.model.config import ModelConfig
 
 CFG = ModelConfig(vocab_size=100, d_model=8, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=4, mlp_dim=16)
 

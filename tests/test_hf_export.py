@@ -9,11 +9,11 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from rlp_jax import model  # noqa: E402
+from rlp_jax.model import transformer as model
 from rlp_jax.cli import main as cli_main  # noqa: E402
 from rlp_jax.convert.hf_export import export_hf  # noqa: E402
-from rlp_jax.model_config import ModelConfig  # noqa: E402
-from rlp_jax.model_io import save_model  # noqa: E402
+from rlp_jax.model.config import ModelConfig  # noqa: E402
+from rlp_jax.model.io import save_model  # noqa: E402
 
 CONFIGS = {
     "llama_untied_llama3_rope": ModelConfig(
@@ -74,7 +74,7 @@ def test_export_and_eval_from_a_training_run(tmp_path):
 
     from train_helpers import REPO, run_train
 
-    from rlp_jax.checkpoint import restore_params
+    from rlp_jax.train.checkpoint import restore_params
 
     run_dir = tmp_path / "run"
     result = run_train(["--config", f"{REPO}/configs/tiny.yaml", f"run.run_dir={run_dir}", "run.steps=2",

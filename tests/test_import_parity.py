@@ -12,9 +12,9 @@ transformers = pytest.importorskip("transformers")
 
 import jax.numpy as jnp  # noqa: E402
 
-from rlp_jax import model  # noqa: E402
+from rlp_jax.model import transformer as model
 from rlp_jax.convert import convert  # noqa: E402
-from rlp_jax.model_io import load_model  # noqa: E402
+from rlp_jax.model.io import load_model  # noqa: E402
 
 BASE = dict(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,

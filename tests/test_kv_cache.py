@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import model
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.sampling import generate, sample_logits
+from rlp_jax.model import transformer as model
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.sampling import generate, sample_logits
 
 CFG = ModelConfig(vocab_size=101, d_model=48, n_layers=3, n_heads=6, n_kv_heads=2, head_dim=12,
                   mlp_dim=96, qk_norm=True, tie_embeddings=False)

@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import model, sharding
+from rlp_jax.model import transformer as model
+from rlp_jax.model import sharding
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.model_io import load_model, save_model
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.io import load_model, save_model
 
 CFG = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=48)
 

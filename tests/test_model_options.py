@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import model
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model import transformer as model
+from rlp_jax.model.config import ModelConfig
 
 CFG = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=48)
 TOKENS = jax.random.randint(jax.random.key(1), (2, 12), 0, 64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlp_jax.errors import UserError
-from rlp_jax.report import fit_power_law, plot_curves, read_metrics
+from rlp_jax.evaluation.report import fit_power_law, plot_curves, read_metrics
 
 
 @pytest.mark.parametrize("a,alpha,p_star", [(-3.0e4, 0.35, 0.62), (5.0e3, 0.2, 0.1)])
@@ -52,7 +52,7 @@ def test_plot_writes_png(tmp_path):
 
 
 def test_report_cli_fits_each_run_against_its_flops(tmp_path):
-    from rlp_jax import config as config_lib
+    from rlp_jax.train import config as config_lib
     from rlp_jax.cli import main as cli_main
     from rlp_jax.cli.report_cmd import step_flops
 

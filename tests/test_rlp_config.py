@@ -3,7 +3,7 @@
 import pytest
 
 from rlp_jax.errors import UserError
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig
 
 
 @pytest.mark.parametrize("changes, field", [

@@ -16,10 +16,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlp_jax import model, rewards, rlp
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
-from rlp_jax.sampling import rollout_thoughts
+from rlp_jax.model import transformer as model
+from rlp_jax.rollout import no_think as rewards
+from rlp_jax.objectives import rlp
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig
+from rlp_jax.rollout.sampling import rollout_thoughts
 
 P, OPEN, CLOSE, FILLER = 5, 11, 12, 13
 CFG = ModelConfig(vocab_size=16, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, mlp_dim=128)

@@ -5,11 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import branches as br
-from rlp_jax import model, objective, rewards
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import policy_loss as objective
+from rlp_jax.rollout import no_think as rewards
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.config import RLPConfig
 
 CFG = ModelConfig(vocab_size=11, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
 RCFG = RLPConfig(group_size=2, positions_per_window=1, thought_len=3, temperature=0.7, open_ids=(1,),

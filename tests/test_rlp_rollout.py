@@ -5,12 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import branches as br
-from rlp_jax import model, objective
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.reference import reference_rollout_jit, reference_score_branches
-from rlp_jax.rlp_config import RLPConfig
-from rlp_jax.sampling import rollout_thoughts_jit
+from rlp_jax.rollout import branches as br
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import policy_loss as objective
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.reference import reference_rollout_jit, reference_score_branches
+from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.rollout.sampling import rollout_thoughts_jit
 
 CFG = ModelConfig(vocab_size=13, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   mlp_dim=64, qk_norm=True)

@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import model, rlp
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import rlp
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig
 
 CFG = ModelConfig(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
 RCFG = RLPConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),

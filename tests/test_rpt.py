@@ -5,11 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 from byte_bpe import tiny_byte_bpe
 
-from rlp_jax import model, rlp
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
-from rlp_jax.rpt import rpt_rewards, rpt_rollout_config, rpt_step, rpt_update
-from rlp_jax.sampling import Rollout
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import rlp
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.objectives.rpt import rpt_rewards, rpt_rollout_config, rpt_step, rpt_update
+from rlp_jax.rollout.sampling import Rollout
 
 TOK = tiny_byte_bpe([" Paris", " is", " capital", "\\boxed{", "</think>"], specials=["<think>", "<eos>"])
 CFG = ModelConfig(vocab_size=TOK.vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,

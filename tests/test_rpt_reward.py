@@ -3,7 +3,7 @@
 import pytest
 from byte_bpe import tiny_byte_bpe
 
-from rlp_jax.rpt_reward import continuation_boundaries, extract_answer, prefix_match_reward, rpt_reward
+from rlp_jax.objectives.prefix_match import continuation_boundaries, extract_answer, prefix_match_reward, rpt_reward
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax.sampling import SAMPLE_BLOCK, categorical
+from rlp_jax.rollout.sampling import SAMPLE_BLOCK, categorical
 
 ROWS, CALLS = 20_000, 10  # 200k draws per case
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax.sampling import filter_logits
+from rlp_jax.rollout.sampling import filter_logits
 
 
 def _sorted_reference(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:

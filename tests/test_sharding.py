@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from rlp_jax import sharding
+from rlp_jax.model import sharding
 from rlp_jax.errors import UserError
 
 WORKER = os.path.join(os.path.dirname(__file__), "_sharded_forward_worker.py")

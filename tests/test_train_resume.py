@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from rlp_jax import checkpoint, config
+from rlp_jax.train import checkpoint
+from rlp_jax.train import config
 from train_helpers import REPO, TINY, env, metrics, run_train, train_cmd
 
 REAL = [a for a in TINY if not a.startswith(("data.data", "rlp.open_ids", "rlp.close_ids", "model.vocab_size"))] + [
@@ -42,7 +43,9 @@ def _steps(run_dir):
 
 
 def _state(run_dir, step):
-    from rlp_jax import model, rlp, sharding
+    from rlp_jax.model import transformer as model
+    from rlp_jax.objectives import rlp
+    from rlp_jax.model import sharding
 
     cfg = config.from_dict(config.read_yaml(os.path.join(run_dir, "config.yaml")))
     like = jax.eval_shape(lambda k: rlp.init_state(model.init_params(cfg.model, k), cfg.optimizer, k),

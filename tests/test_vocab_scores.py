@@ -5,8 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax import model, ntp, rewards, vocab_scores
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import ntp
+from rlp_jax.rollout import no_think as rewards
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
 
 BASE = ModelConfig(vocab_size=37, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8, mlp_dim=32)
 

@@ -14,7 +14,7 @@ import warnings
 import jax
 
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 # Peak dense bf16 matmul throughput (FLOP/s, no sparsity) and HBM bandwidth (bytes/s) from the
 # vendors' public spec sheets:
@@ -77,11 +77,11 @@ def load_preset(name: str, seed: int = 0):
     if name not in MODELS:
         raise UserError(f"unknown bench model {name!r} (choose one of {', '.join(MODELS)})")
     if name == "smollm2-135m":
-        from rlp_jax.fetch import fetch_model
-        from rlp_jax.model_io import load_model
+        from rlp_jax.convert.fetch import fetch_model
+        from rlp_jax.model.io import load_model
 
         return load_model(fetch_model("smollm2-135m"))
-    from rlp_jax import model
+    from rlp_jax.model import transformer as model
 
     cfg = TINY if name == "tiny" else QWEN3_1_7B
     if name == "qwen3-1.7b-shape" and jax.default_backend() == "cpu":

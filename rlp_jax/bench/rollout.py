@@ -18,11 +18,11 @@ import numpy as np
 
 from rlp_jax.bench.common import median_time
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.reference import reference_rollout_jit
-from rlp_jax.rlp_config import RLPConfig
-from rlp_jax.sampling import rollout_thoughts_jit
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.rollout.reference import reference_rollout_jit
+from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.rollout.sampling import rollout_thoughts_jit
 
 
 @dataclasses.dataclass(frozen=True)

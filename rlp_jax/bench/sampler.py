@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax.bench.common import median_time, timed_compile
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.sampling import generate
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.sampling import generate
 
 MODES = (("greedy", 0.0), ("temperature 0.7", 0.7))
 
@@ -35,7 +35,7 @@ def _transformers_model(name: str):
     import torch
     import transformers
 
-    from rlp_jax.fetch import locate_gguf
+    from rlp_jax.convert.fetch import locate_gguf
 
     directory, filename = os.path.split(locate_gguf(name))
     return transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename,

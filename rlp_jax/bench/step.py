@@ -13,16 +13,18 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rlp_jax import model, objective, rewards
+from rlp_jax.model import transformer as model
+from rlp_jax.objectives import policy_loss as objective
+from rlp_jax.rollout import no_think as rewards
 from rlp_jax.bench.common import compiled_memory, median_time, peak_for, peak_memory, stream_bandwidth
 from rlp_jax.bench.common import timed_compile
 from rlp_jax.bench.rollout import Shape, forcing_setup
-from rlp_jax.flops import decode_bytes_per_step, rlp_step_flops
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp import init_state, optimize, rlp_step
-from rlp_jax.rlp_config import OptimizerConfig
-from rlp_jax.sampling import rollout_thoughts_jit
+from rlp_jax.evaluation.flops import decode_bytes_per_step, rlp_step_flops
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.rlp import init_state, optimize, rlp_step
+from rlp_jax.objectives.config import OptimizerConfig
+from rlp_jax.rollout.sampling import rollout_thoughts_jit
 
 
 def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> dict:

@@ -19,9 +19,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import json
 
-    from rlp_jax import downstream
+    from rlp_jax.evaluation import downstream
     from rlp_jax.errors import UserError
-    from rlp_jax.eval_inputs import load_params
+    from rlp_jax.evaluation.inputs import load_params
     from rlp_jax.tokenizer import load_tokenizer
 
     if args.max_new_tokens < 1:

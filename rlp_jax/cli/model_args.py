@@ -14,7 +14,7 @@ def add_checkpoint_args(parser) -> None:
 
 def load_model_and_tokenizer(args):
     """(cfg, params, tokenizer), with the tokenizer checked against the embedding size."""
-    from rlp_jax.model_io import load_model
+    from rlp_jax.model.io import load_model
     from rlp_jax.tokenizer import load_tokenizer
 
     cfg, params = load_model(args.checkpoint)

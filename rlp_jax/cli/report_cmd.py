@@ -16,8 +16,8 @@ def step_flops(run_dir: str) -> float:
     """Training FLOPs per step of a run, rollouts included, from its resolved config."""
     import os
 
-    from rlp_jax import config as config_lib
-    from rlp_jax import flops
+    from rlp_jax.train import config as config_lib
+    from rlp_jax.evaluation import flops
 
     cfg = config_lib.from_dict(config_lib.read_yaml(os.path.join(run_dir, "config.yaml")))
     data, rcfg = cfg.data, cfg.rlp
@@ -33,8 +33,8 @@ def run(args) -> int:
     import os
 
     from rlp_jax.errors import UserError
-    from rlp_jax.evaluate import BUCKETS
-    from rlp_jax.report import fit_power_law, plot_curves, read_metrics, series
+    from rlp_jax.evaluation.evaluate import BUCKETS
+    from rlp_jax.evaluation.report import fit_power_law, plot_curves, read_metrics, series
 
     runs = {}
     for run_dir in args.runs:

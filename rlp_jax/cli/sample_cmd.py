@@ -21,7 +21,7 @@ def run(args) -> int:
 
     from rlp_jax.cli.model_args import load_model_and_tokenizer
     from rlp_jax.errors import UserError
-    from rlp_jax.sampling import generate
+    from rlp_jax.rollout.sampling import generate
 
     if args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise UserError("need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0")

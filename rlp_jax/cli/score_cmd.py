@@ -20,7 +20,7 @@ def run(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from rlp_jax import model
+    from rlp_jax.model import transformer as model
     from rlp_jax.cli.model_args import load_model_and_tokenizer, read_text
     from rlp_jax.errors import UserError
 

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlp_jax import train
+    from rlp_jax.train import loop as train
 
     overrides = list(args.overrides)
     for flag, key in (("init_from", "init_from"), ("run_dir", "run.run_dir"),

@@ -14,7 +14,7 @@ def convert(source: str, out: str, param_dtype: str = "float32", scan_layers: bo
     Returns a summary (model config, parameter count, seconds taken).
     """
     from rlp_jax.convert.layout import params_from_hf
-    from rlp_jax.model_io import save_model
+    from rlp_jax.model.io import save_model
 
     start = time.perf_counter()
     kind, _, path = source.partition(":")

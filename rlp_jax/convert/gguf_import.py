@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 

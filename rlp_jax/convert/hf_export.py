@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from rlp_jax.convert.layout import hf_from_params
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from rlp_jax.errors import UserError, read_json
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen3")
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 TensorGetter = Callable[[str], np.ndarray]
 

@@ -14,12 +14,17 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rlp_jax import model as model_lib
-from rlp_jax import ntp, rewards, rlp, rpt, sampling, sharding
-from rlp_jax.evaluate import BUCKETS, top_k_entropy
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.objectives import ntp
+from rlp_jax.rollout import no_think as rewards
+from rlp_jax.objectives import rlp
+from rlp_jax.objectives import rpt
+from rlp_jax.rollout import sampling
+from rlp_jax.model import sharding
+from rlp_jax.evaluation.evaluate import BUCKETS, top_k_entropy
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
 
 
 def _all_finite(tree) -> jax.Array:

@@ -8,7 +8,7 @@ token, the teacher-forced close marker, and the gradient pass over window + bran
 
 from __future__ import annotations
 
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 
 def matmul_params(cfg: ModelConfig) -> int:

@@ -12,7 +12,7 @@ One set of weights serves every entry point:
                  (DESIGN §3.3) are this call with R = K·G branches.
 
 Parameters carry logical axis names (`vocab`, `embed`, `heads`, `kv_heads`, `head_dim`,
-`mlp`, `layers`); `rlp_jax.sharding` maps them to mesh axes.
+`mlp`, `layers`); `rlp_jax.model.sharding` maps them to mesh axes.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlp_jax.attention import KeyBlock, apply_rope, causal_segment_mask, multi_block_attention
-from rlp_jax.attention import rope_inverse_frequencies
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.attention import KeyBlock, apply_rope, causal_segment_mask, multi_block_attention
+from rlp_jax.model.attention import rope_inverse_frequencies
+from rlp_jax.model.config import ModelConfig
 
 Params = Any
 _INIT = nn.initializers.normal(stddev=0.02)
@@ -158,7 +158,7 @@ class Transformer(nn.Module):
     """Embedding → n_layers × DecoderLayer → RMSNorm → tied or untied vocabulary head.
 
     With `head=False` it stops before the head and returns the normed hidden states, for
-    losses that apply the head in chunks (`rlp_jax.vocab_scores`).
+    losses that apply the head in chunks (`rlp_jax.model.vocab_scores`).
     """
 
     cfg: ModelConfig

@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import model as model_lib
+from rlp_jax.model import transformer as model_lib
 from rlp_jax.errors import UserError, jsonl_records
-from rlp_jax.rpt_reward import extract_answer
-from rlp_jax.sampling import generate
+from rlp_jax.objectives.prefix_match import extract_answer
+from rlp_jax.rollout.sampling import generate
 
 
 def read_task(path: str, kind: str) -> list[dict]:

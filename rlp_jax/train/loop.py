@@ -18,8 +18,10 @@ import signal
 import sys
 import time
 
-from rlp_jax import config as config_lib
-from rlp_jax import distributed, train_data, train_setup
+from rlp_jax.train import config as config_lib
+from rlp_jax.train import distributed
+from rlp_jax.train import data as train_data
+from rlp_jax.train import setup as train_setup
 from rlp_jax.errors import UserError
 
 SUMMARY_KEYS = {"rlp": ("reward_mean", "loss"), "ntp": ("loss",)}
@@ -95,7 +97,7 @@ PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/nll", "t
 def write_plots(run_dir: str) -> str | None:
     """`plots/training.png` from metrics.jsonl (skipped, with a note, without matplotlib)."""
     try:
-        from rlp_jax import report
+        from rlp_jax.evaluation import report
 
         os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
         path = os.path.join(run_dir, "plots", "training.png")
@@ -112,8 +114,12 @@ def train(cfg: config_lib.TrainConfig) -> dict:
     import jax
     import numpy as np
 
-    from rlp_jax import checkpoint, model, rlp, sharding, train_step
-    from rlp_jax.metrics_log import MetricsLogger
+    from rlp_jax.train import checkpoint
+    from rlp_jax.model import transformer as model
+    from rlp_jax.objectives import rlp
+    from rlp_jax.model import sharding
+    from rlp_jax.train import step as train_step
+    from rlp_jax.train.metrics import MetricsLogger
 
     mesh = sharding.make_mesh(cfg.mesh)
     cfg, tokenizer = train_setup.resolve(cfg)

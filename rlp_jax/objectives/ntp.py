@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlp_jax import model as model_lib
-from rlp_jax import vocab_scores
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp import TrainState, ema_update, make_optimizer, teacher_params
-from rlp_jax.rlp_config import OptimizerConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.rlp import TrainState, ema_update, make_optimizer, teacher_params
+from rlp_jax.objectives.config import OptimizerConfig
 
 PAD_ID = 0
 

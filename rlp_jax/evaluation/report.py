@@ -2,7 +2,7 @@
 
 Each run directory holds `metrics.jsonl` (one JSON object per logged step, keys such as
 `train/reward_mean`, `eval/...`) and `config.yaml`. Curves are drawn against steps and
-against cumulative training FLOPs (rollout tokens counted, `rlp_jax.flops`), several runs
+against cumulative training FLOPs (rollout tokens counted, `rlp_jax.evaluation.flops`), several runs
 per figure. Accuracy curves are fitted per bucket with P(C) = A / C^α + P*.
 """
 

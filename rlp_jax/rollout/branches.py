@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlp_jax import model as model_lib
-from rlp_jax import vocab_scores
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import RLPConfig
 
 
 @struct.dataclass

@@ -16,14 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import objective, sampling
-from rlp_jax.evaluate import top_k_entropy
-from rlp_jax.model import forward
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp import TrainState, optimize, teacher_params
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
-from rlp_jax.rpt_reward import rpt_reward
+from rlp_jax.objectives import policy_loss as objective
+from rlp_jax.rollout import sampling
+from rlp_jax.evaluation.evaluate import top_k_entropy
+from rlp_jax.model.transformer import forward
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.rlp import TrainState, optimize, teacher_params
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.objectives.prefix_match import rpt_reward
 
 
 def rpt_rollout_config(rcfg: RLPConfig, eos_id: int) -> RLPConfig:

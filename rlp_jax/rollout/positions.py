@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.objectives.config import RLPConfig
 
 
 def choose_positions(key, entropy, rcfg: RLPConfig):

@@ -112,7 +112,7 @@ def shardings_from_logical(logical_tree, shapes_tree, mesh: Mesh, rules=DEFAULT_
 
 def param_shardings(model_cfg, mesh: Mesh, rules=DEFAULT_RULES):
     """NamedShardings of the model's parameters under `rules`."""
-    from rlp_jax import model  # local import: sharding must not depend on the model at import
+    from rlp_jax.model import transformer as model
 
     abstract = model.abstract_params(model_cfg)
     return shardings_from_logical(nn.get_partition_spec(abstract), nn.unbox(abstract), mesh, rules)

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 
 from flax import struct
 
-from rlp_jax import branches as br
-from rlp_jax import model as model_lib
-from rlp_jax import vocab_scores
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import RLPConfig
 
 
 def sample_logits(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):

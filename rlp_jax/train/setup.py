@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from rlp_jax import train_data
-from rlp_jax.config import INIT_FROM_MODEL_KEYS, TrainConfig
+from rlp_jax.train import data as train_data
+from rlp_jax.train.config import INIT_FROM_MODEL_KEYS, TrainConfig
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 
 def expand(path: str) -> str:
@@ -89,8 +89,8 @@ def initial_params(cfg: TrainConfig, mesh, param_shardings):
     """Parameters from `init_from` (restored straight onto the mesh) or a seeded random init."""
     import jax
 
-    from rlp_jax import model
-    from rlp_jax.model_io import load_model
+    from rlp_jax.model import transformer as model
+    from rlp_jax.model.io import load_model
 
     if cfg.init_from:
         _, params = load_model(cfg.init_from, mesh=mesh, dtype=cfg.model.param_dtype)

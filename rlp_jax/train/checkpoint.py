@@ -122,8 +122,9 @@ def restore_params(path: str, which: str = "params", mesh=None, rules=None, step
     import flax.linen as nn
     import orbax.checkpoint as ocp
 
-    from rlp_jax import config as config_lib
-    from rlp_jax import model, sharding
+    from rlp_jax.train import config as config_lib
+    from rlp_jax.model import transformer as model
+    from rlp_jax.model import sharding
 
     if which not in ("params", "ema_params"):
         raise UserError(f"which must be 'params' or 'ema_params', got {which!r}")

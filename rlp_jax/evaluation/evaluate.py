@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import model as model_lib
-from rlp_jax import sampling
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.rollout import sampling
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.config import RLPConfig
 
 BUCKETS = (("all", -math.inf), ("easy", 0.5), ("medium", 1.0), ("hard", 1.5))
 TOP_K_ENTROPY = 16

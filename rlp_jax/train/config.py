@@ -4,7 +4,7 @@
 coerced to the field's declared type), and validates every section; any mistake raises a
 one-line `UserError` naming the key. This step never touches the filesystem beyond the
 YAML file, so every shipped config can be checked anywhere; paths (model directory,
-data, tokenizer) are resolved when training starts (`rlp_jax.train_setup`).
+data, tokenizer) are resolved when training starts (`rlp_jax.train.setup`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import yaml
 
 from rlp_jax.data.pipeline import DataConfig
 from rlp_jax.errors import UserError, one_line
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig, RPTConfig
-from rlp_jax.sharding import MeshConfig
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.model.sharding import MeshConfig
 
 OBJECTIVES = ("rlp", "ntp", "rpt")
 NONFINITE = ("skip", "stop")
@@ -79,7 +79,7 @@ class PrepareConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
-    """`jax.distributed.initialize` settings (see `rlp_jax.distributed`)."""
+    """`jax.distributed.initialize` settings (see `rlp_jax.train.distributed`)."""
 
     initialize: str = "auto"  # auto: when flags/env name a coordinator or a pod/SLURM job is detected
     coordinator_address: str = ""  # host:port of process 0 (GPU clusters, local tests)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlp_jax import model as model_lib
-from rlp_jax import vocab_scores
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
 
 
 def no_think_scores(ema_params, cfg: ModelConfig, window):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from rlp_jax.errors import UserError
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model.config import ModelConfig
 
 PARAMS_DIR = "params"
 
@@ -42,7 +42,8 @@ def load_model(directory: str, mesh=None, rules=None, dtype: str | None = None):
     """
     import orbax.checkpoint as ocp
 
-    from rlp_jax import model, sharding
+    from rlp_jax.model import transformer as model
+    from rlp_jax.model import sharding
 
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):

@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlp_jax import branches as br
-from rlp_jax import model as model_lib
-from rlp_jax import vocab_scores
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import RLPConfig
-from rlp_jax.sampling import Rollout, decode_loop, finish_thoughts
+from rlp_jax.rollout import branches as br
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model import vocab_scores
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.rollout.sampling import Rollout, decode_loop, finish_thoughts
 
 
 def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlp_jax import branches as br
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.rlp_config import RLPConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.objectives.config import RLPConfig
 
 
 def rlp_advantages(rewards):

@@ -18,11 +18,14 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from rlp_jax import branches as br
-from rlp_jax import objective, rewards, sampling, sharding
-from rlp_jax.model_config import ModelConfig
-from rlp_jax.positions import choose_positions
-from rlp_jax.rlp_config import OptimizerConfig, RLPConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.objectives import policy_loss as objective
+from rlp_jax.rollout import no_think as rewards
+from rlp_jax.rollout import sampling
+from rlp_jax.model import sharding
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives.config import OptimizerConfig, RLPConfig
 
 
 class TrainState(struct.PyTreeNode):

@@ -17,17 +17,17 @@ def load_params(path: str, which: str = "policy", mesh=None):
     `which` picks the policy θ or the EMA teacher φ of a training checkpoint; a model
     directory (from convert / fetch / export of a run) has only one set.
     """
-    from rlp_jax.model_config import MODEL_CONFIG_FILE
+    from rlp_jax.model.config import MODEL_CONFIG_FILE
 
     if not os.path.exists(path):
         raise UserError(f"checkpoint not found: {path}")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
-        from rlp_jax.model_io import load_model
+        from rlp_jax.model.io import load_model
 
         cfg, params = load_model(path, mesh=mesh)
         return cfg, params, path, None
-    from rlp_jax import checkpoint
-    from rlp_jax import config as config_lib
+    from rlp_jax.train import checkpoint
+    from rlp_jax.train import config as config_lib
 
     cfg, params = checkpoint.restore_params(path, "ema_params" if which == "ema" else "params", mesh=mesh)
     manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)

@@ -28,7 +28,7 @@ FIRST_TOKEN = 4  # synthetic tokens avoid the reserved pad/unk/bos/eos ids
 
 
 def cache_root(prepare_cfg) -> str:
-    from rlp_jax.fetch import cache_dir
+    from rlp_jax.convert.fetch import cache_dir
 
     return os.path.abspath(os.path.expanduser(os.path.expandvars(prepare_cfg.cache_dir or cache_dir())))
 
@@ -121,7 +121,7 @@ def global_batch(local_tokens, mesh, rules=None):
     """One `[B, T]` array over the mesh from every process's `[B/P, T]` rows."""
     import jax
 
-    from rlp_jax import sharding
+    from rlp_jax.model import sharding
 
     local_tokens = np.asarray(local_tokens, np.int32)
     shape = (local_tokens.shape[0] * jax.process_count(),) + local_tokens.shape[1:]

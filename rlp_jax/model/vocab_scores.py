@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlp_jax import model as model_lib
-from rlp_jax.model_config import ModelConfig
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model.config import ModelConfig
 
 
 def tempered_logp(logits, temperature: float):

@@ -1,0 +1,1 @@
+"""The transformer and what serves it: config, attention, vocabulary scores, sharding, model files."""

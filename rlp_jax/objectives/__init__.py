@@ -1,0 +1,1 @@
+"""Training objectives (RLP, RPT, NTP): rollout -> reward -> loss, behind one interface."""

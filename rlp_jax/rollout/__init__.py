@@ -1,0 +1,1 @@
+"""Thought rollouts: branch layout, sampling, positions, no-think scores, slow references."""
