@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 
-SMOLLM2_135M_PARAMS = 134.5e6  # 30 layers, d 576, vocab 49152 tied (DESIGN §5)
+SMOLLM2_135M_PARAMS = 134.5e6  # 30 layers, d 576, vocab 49152 tied
 H100_BF16_DENSE_PEAK = 989e12
 
 

@@ -13,6 +13,12 @@ class UserError(Exception):
     """An error caused by user input; its message is shown as a single line."""
 
 
+def need(cond: bool, message: str) -> None:
+    """Raise `UserError(message)` unless `cond`: the one shape of every config check."""
+    if not cond:
+        raise UserError(message)
+
+
 def one_line(message: object) -> str:
     """Collapse a message to one line (library errors are often multi-line)."""
     text = " ".join(str(message).split())

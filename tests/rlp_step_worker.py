@@ -16,15 +16,21 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from rlp_jax.model import transformer as model
-from rlp_jax.objectives import rlp
+from rlp_jax.model import transformer as model  # noqa: E402
 from rlp_jax.model.config import ModelConfig  # noqa: E402
-from rlp_jax.objectives.config import OptimizerConfig, RLPConfig  # noqa: E402
 from rlp_jax.model.sharding import MeshConfig, make_mesh  # noqa: E402
+from rlp_jax.objectives.config import RLPConfig  # noqa: E402
+from rlp_jax.objectives.rlp import RLP  # noqa: E402
+from rlp_jax.rollout.config import RolloutConfig  # noqa: E402
+from rlp_jax.train.optimizer import OptimizerConfig  # noqa: E402
+from rlp_jax.train.state import init_state  # noqa: E402
+from rlp_jax.train.step import make_train_step  # noqa: E402
 
 CFG = ModelConfig(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
-RCFG = RLPConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),
-                 close_ids=(2,), min_context=3, minibatches=2, ema_decay=0.9)
+RCFG = RolloutConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),
+                     close_ids=(2,), min_context=3)
+LOSS = RLPConfig(minibatches=2)
+EMA_DECAY = 0.9
 # eps well above the float32 rounding of the gradients. Adam's first update is
 # lr·g/(|g|+eps): with the default 1e-8, a gradient element that nearly cancels moves by a
 # good fraction of lr on a last-bit difference between the 1- and 8-device reductions
@@ -35,9 +41,9 @@ OCFG = OptimizerConfig(learning_rate=1e-3, eps=1e-4)
 def main():
     mesh = make_mesh(MeshConfig(*mesh_sizes))
     params = model.init_params(CFG, jax.random.key(0))
-    state = rlp.init_state(params, OCFG, jax.random.key(1))
+    state = init_state(params, OCFG, jax.random.key(1))
     window = jax.random.randint(jax.random.key(2), (4, 12), 3, CFG.vocab_size)
-    step, shardings = rlp.make_rlp_step(CFG, RCFG, OCFG, mesh, state)
+    step, shardings = make_train_step(RLP(CFG, RCFG, LOSS), OCFG, EMA_DECAY, state, mesh)
     state = jax.device_put(state, shardings)
     state, metrics = step(state, window)
     flat = {}

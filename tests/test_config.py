@@ -16,17 +16,17 @@ TINY = os.path.join(REPO, "configs", "tiny.yaml")
 
 def test_defaults_are_the_tiny_config_and_overrides_coerce_types():
     assert config.load_config(None) == config.load_config(TINY)
-    cfg = config.load_config(TINY, ["rlp.group_size=8", "optimizer.learning_rate=1e-5", "rlp.open_ids=[5, 6]",
+    cfg = config.load_config(TINY, ["rollout.group_size=8", "optimizer.learning_rate=1e-5", "rollout.open_ids=[5, 6]",
                                     "data.num_epochs=null", "run.async_checkpoint=false", "mesh.fsdp=2",
                                     "model.rope_theta=500000", "run.objective=ntp"])
-    assert cfg.rlp.group_size == 8 and cfg.optimizer.learning_rate == 1e-5  # "1e-5" is a YAML string
-    assert cfg.rlp.open_ids == (5, 6) and cfg.data.num_epochs is None and cfg.run.async_checkpoint is False
+    assert cfg.rollout.group_size == 8 and cfg.optimizer.learning_rate == 1e-5  # "1e-5" is a YAML string
+    assert cfg.rollout.open_ids == (5, 6) and cfg.data.num_epochs is None and cfg.run.async_checkpoint is False
     assert cfg.mesh.fsdp == 2 and cfg.model.rope_theta == 500000.0 and isinstance(cfg.model.rope_theta, float)
     assert cfg.model.d_model == 64  # untouched keys keep the file's values
 
 
 def test_resolved_yaml_round_trips(tmp_path):
-    cfg = config.load_config(TINY, ["rlp.close_ids=[3]", "data.num_epochs=2"])
+    cfg = config.load_config(TINY, ["rollout.close_ids=[3]", "data.num_epochs=2"])
     path = tmp_path / "config.yaml"
     path.write_text(config.dump_yaml(cfg))
     assert config.from_dict(config.read_yaml(str(path))) == cfg
@@ -39,26 +39,26 @@ def test_shipped_configs_are_valid_and_the_paper_settings_hold():
         config.load_config(path)
     for name in ("qwen3_1.7b_gpu", "qwen3_1.7b_v5p"):
         cfg = config.load_config(os.path.join(REPO, "configs", f"{name}.yaml"))
-        assert (cfg.rlp.group_size, cfg.rlp.temperature, cfg.optimizer.learning_rate) == (16, 0.7, 1e-6)
-        assert cfg.optimizer.schedule == "constant" and cfg.data.seq_len == 2048 and cfg.rlp.thought_len == 2048
+        assert (cfg.rollout.group_size, cfg.rollout.temperature, cfg.optimizer.learning_rate) == (16, 0.7, 1e-6)
+        assert cfg.optimizer.schedule == "constant" and cfg.data.seq_len == 2048 and cfg.rollout.thought_len == 2048
     v5p = config.load_config(os.path.join(REPO, "configs", "qwen3_1.7b_v5p.yaml"))
-    assert v5p.data.batch_size * v5p.rlp.positions_per_window == 512  # the paper's prompts per step
+    assert v5p.data.batch_size * v5p.rollout.positions_per_window == 512  # the paper's prompts per step
 
 
 MISTAKES = [
-    (["rlp.grup_size=4"], "rlp.grup_size"),  # unknown key
-    (["rlp.group_size=abc"], "rlp.group_size"),  # wrong type
-    (["rlp.group_size=1"], "rlp.group_size"),  # invalid value
-    (["rlp.group_size"], "rlp.group_size"),  # override without a value
+    (["rollout.grup_size=4"], "rollout.grup_size"),  # unknown key
+    (["rollout.group_size=abc"], "rollout.group_size"),  # wrong type
+    (["rollout.group_size=1"], "rollout.group_size"),  # invalid value
+    (["rollout.group_size"], "rollout.group_size"),  # override without a value
     (["rlp=3"], "rlp"),  # a section given a value
     (["run.objective=dpo"], "run.objective"),
     (["run.nonfinite=ignore"], "run.nonfinite"),
-    (["rlp.thought_len=500"], "rlp.thought_len"),  # longer than model.max_seq_len allows
-    (["rlp.positions_per_window=60"], "rlp.positions_per_window"),  # more than the window offers
+    (["rollout.thought_len=500"], "rollout.thought_len"),  # longer than model.max_seq_len allows
+    (["rollout.positions_per_window=60"], "rollout.positions_per_window"),  # more than the window offers
     (["init_from=/x", "model.d_model=128"], "model.d_model"),  # architecture clash
     (["init_from=/no/such/model"], "init_from"),
     (["data.data=/no/such/corpus"], "data.data"),
-    (["data.data=synthetic"], "rlp.open_ids"),  # no tokenizer, no markers
+    (["data.data=synthetic"], "rollout.open_ids"),  # no tokenizer, no markers
     (["distributed.coordinator_address=localhost"], "distributed.coordinator_address"),
     (["distributed.coordinator_address=127.0.0.1:1"], "distributed.num_processes"),
     (["mesh.data=2", "mesh.fsdp=1"], "mesh"),  # 2 devices wanted, 1 here

@@ -12,7 +12,7 @@ from rlp_jax.model import transformer as model
 from rlp_jax.cli import main as cli_main
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.io import save_model
-from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.rollout.config import RolloutConfig
 
 CFG = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=48)
 
@@ -56,8 +56,8 @@ def test_no_think_figures_equal_direct_computation():
 
 def test_thinking_figures_are_consistent():
     params = model.init_params(CFG, jax.random.key(0))
-    rcfg = RLPConfig(group_size=2, positions_per_window=3, thought_len=4, temperature=1.0,
-                     open_ids=(1,), close_ids=(2,), min_context=4)
+    rcfg = RolloutConfig(group_size=2, positions_per_window=3, thought_len=4, temperature=1.0,
+                         open_ids=(1,), close_ids=(2,), min_context=4)
     result = evaluate.evaluate_batches(params, CFG, [_batch(3)], rcfg)
     allb = result["all"]
     assert allb["thinking_accuracy_count"] == 3 * 3 * 2

@@ -15,7 +15,7 @@ from rlp_jax.train import checkpoint
 from rlp_jax.train import config
 from train_helpers import REPO, TINY, env, metrics, run_train, train_cmd
 
-REAL = [a for a in TINY if not a.startswith(("data.data", "rlp.open_ids", "rlp.close_ids", "model.vocab_size"))] + [
+REAL = [a for a in TINY if not a.startswith(("data.data", "rollout.open_ids", "rollout.close_ids", "model.vocab_size"))] + [
     "data.data=builtin:arithmetic", "data.tokenizer=auto", "prepare.builtin_docs=200", "model.vocab_size=352",
     "run.steps=8", "run.checkpoint_every=2", "run.eval_every=3", "run.eval_batches=1"]
 
@@ -43,14 +43,14 @@ def _steps(run_dir):
 
 
 def _state(run_dir, step):
-    from rlp_jax.model import transformer as model
-    from rlp_jax.objectives import rlp
     from rlp_jax.model import sharding
+    from rlp_jax.model import transformer as model
+    from rlp_jax.train.state import init_state, state_shardings
 
     cfg = config.from_dict(config.read_yaml(os.path.join(run_dir, "config.yaml")))
-    like = jax.eval_shape(lambda k: rlp.init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
+    like = jax.eval_shape(lambda k: init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
                           jax.random.key(0))
-    shard = rlp.state_shardings(like, cfg.model, sharding.make_mesh(sharding.MeshConfig()))
+    shard = state_shardings(like, cfg.model, sharding.make_mesh(sharding.MeshConfig()))
     manager = checkpoint.make_manager(os.path.join(run_dir, "checkpoints"), read_only=True)
     state, _ = checkpoint.restore(manager, like, shard, step=step)
     return state

@@ -13,8 +13,8 @@ TINY = [
     "model.vocab_size=32", "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.n_kv_heads=1",
     "model.head_dim=16", "model.mlp_dim=64", "model.max_seq_len=64",
     "data.data=synthetic", "data.seq_len=16", "data.batch_size=8",
-    "rlp.group_size=2", "rlp.positions_per_window=2", "rlp.thought_len=4", "rlp.open_ids=[1]",
-    "rlp.close_ids=[2]", "rlp.min_context=4", "rlp.temperature=1.0", "rlp.ema_decay=0.9",
+    "rollout.group_size=2", "rollout.positions_per_window=2", "rollout.thought_len=4", "rollout.open_ids=[1]",
+    "rollout.close_ids=[2]", "rollout.min_context=4", "rollout.temperature=1.0", "ema_decay=0.9",
     "optimizer.learning_rate=1e-3", "run.eval_every=0", "run.progress=false",
 ]
 

@@ -1,4 +1,4 @@
-"""`rlp-jax bench`: figures, not tests (DESIGN §4) — rollouts, the sampler, and one RLP step.
+"""`rlp-jax bench`: figures, not tests — rollouts, the sampler, and one RLP step.
 
     from rlp_jax.bench import run_bench, to_markdown
     result = run_bench("tiny", suites=("rollout",), quick=True)   # JSON-ready dict
@@ -6,7 +6,7 @@
 
 Suites: `rollout` (prefix-shared vs re-encoding, swept over T, K, G, L), `sampler`
 (`sampling.generate` vs transformers `generate`, SmolLM2-135M only has the peer) and `step`
-(one `rlp_step` by phase: FLOPs, FLOP/s, utilization, compile time, memory).
+(one RLP step by phase: FLOPs, FLOP/s, utilization, compile time, memory).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def to_markdown(result: dict) -> str:
         s = result["step"]
         sh = s["shape"]
         lines += [f"One RLP step (T={sh['T']} K={sh['K']} G={sh['G']} L={sh['L']} B={sh['B']}), phases "
-                  f"jitted alone; total = the compiled `rlp_step`", "",
+                  f"jitted alone; total = the compiled RLP step", "",
                   "| phase | ms | model GFLOP | GFLOP/s | utilization |", "|---|---|---|---|---|"]
         for name, p in s["phases"].items():
             lines.append(f"| {name} | {_ms(p['time_s'])} | {p['flops'] / 1e9:.3f} | "

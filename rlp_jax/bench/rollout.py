@@ -1,4 +1,4 @@
-"""Prefix-shared thought rollouts vs re-encoding every prefix (DESIGN §3.3), same thoughts.
+"""Prefix-shared thought rollouts vs re-encoding every prefix (docs/architecture.md), same thoughts.
 
 Both paths get the same params, window, positions and key, so they must sample the same
 thoughts; the bench checks that before it reports a time. To time full-length thoughts, the
@@ -21,8 +21,8 @@ from rlp_jax.errors import UserError
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.positions import choose_positions
 from rlp_jax.rollout.reference import reference_rollout_jit
-from rlp_jax.objectives.config import RLPConfig
-from rlp_jax.rollout.sampling import rollout_thoughts_jit
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.thoughts import rollout_thoughts_jit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +55,9 @@ def forcing_setup(params, cfg: ModelConfig, shape: Shape, temperature: float = 1
             raise UserError(f"bench: {name} must be a positive integer, got {value!r}")
     if shape.group < 2:
         raise UserError(f"bench: G must be >= 2, got {shape.group}")
-    rcfg = RLPConfig(group_size=shape.group, positions_per_window=shape.positions, thought_len=shape.thought,
-                     temperature=temperature, top_k=8, open_ids=(vocab - 2,), close_ids=(vocab - 1,),
-                     min_context=min(16, max(shape.window - shape.positions, 1)))
+    rcfg = RolloutConfig(group_size=shape.group, positions_per_window=shape.positions, thought_len=shape.thought,
+                         temperature=temperature, top_k=8, open_ids=(vocab - 2,), close_ids=(vocab - 1,),
+                         min_context=min(16, max(shape.window - shape.positions, 1)))
     rcfg.check(shape.window, vocab, cfg.max_seq_len)
     inner = params["params"]
     if cfg.tie_embeddings:

@@ -1,7 +1,7 @@
 """One full RLP step, and each of its phases jitted alone (EMA pass, prefill, decode, update).
 
 The phase times come from separately compiled functions, so they miss the fusion the single
-compiled `rlp_step` gets; `decode` is the rollout (open marker, thought loop, close marker)
+compiled RLP step gets; `decode` is the rollout (open marker, thought loop, close marker)
 minus the window prefill. Model FLOPs per phase are `flops.rlp_step_flops` (thoughts run to
 full length here, so the count is exact rather than an upper bound).
 """
@@ -22,9 +22,11 @@ from rlp_jax.bench.rollout import Shape, forcing_setup
 from rlp_jax.evaluation.flops import decode_bytes_per_step, rlp_step_flops
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.positions import choose_positions
-from rlp_jax.objectives.rlp import init_state, optimize, rlp_step
-from rlp_jax.objectives.config import OptimizerConfig
-from rlp_jax.rollout.sampling import rollout_thoughts_jit
+from rlp_jax.objectives.rlp import RLP
+from rlp_jax.rollout.thoughts import rollout_thoughts_jit
+from rlp_jax.train.optimizer import OptimizerConfig
+from rlp_jax.train.state import init_state
+from rlp_jax.train.step import make_train_step, optimize
 
 
 def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> dict:
@@ -41,13 +43,15 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
     times["decode"] = max(rollout_s - times["prefill"], 0.0)
     roll = rollout_thoughts_jit(params, cfg, rcfg, window, t, keys[2])
     batch = objective.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
-                                logp_old=roll.logp, advantages=objective.advantages(roll.s_pred, rcfg))
+                                logp_old=roll.logp,
+                                advantages=objective.advantages(roll.s_pred, rcfg.group_size, "rlp"))
     state = init_state(params, ocfg, keys[3])
-    update = jax.jit(functools.partial(optimize, cfg=cfg, rcfg=rcfg, ocfg=ocfg))
+    rlp = RLP(cfg, rcfg)
+    update = jax.jit(functools.partial(optimize, rlp, ocfg, 0.999))
     times["update"] = median_time(lambda: update(state.params, state.opt_state, state.ema_params, batch),
                                   repeats)
 
-    step = jax.jit(functools.partial(rlp_step, cfg=cfg, rcfg=rcfg, ocfg=ocfg), donate_argnums=0)
+    step, _ = make_train_step(rlp, ocfg, 0.999, state)
     compiled, compile_s = timed_compile(step, state, window)
     holder = {"state": jax.tree.map(jnp.copy, state)}
 
@@ -58,7 +62,7 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
     times["total"] = median_time(one_step, repeats)
     flops = rlp_step_flops(cfg, shape.batch, shape.window, shape.positions, shape.group, shape.thought,
                            marker_len=len(rcfg.open_ids) + len(rcfg.close_ids),
-                           updates=rcfg.updates_per_rollout * rcfg.minibatches)
+                           updates=rlp.updates_per_rollout * rlp.minibatches)
     peak = peak_for(jax.devices()[0].device_kind)
     phases = {}
     for name in ("ema_pass", "prefill", "decode", "update", "total"):

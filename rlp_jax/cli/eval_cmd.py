@@ -34,7 +34,7 @@ def run(args) -> int:
     from rlp_jax.evaluation import evaluate
     from rlp_jax.errors import UserError
     from rlp_jax.evaluation.inputs import dataset_batches, load_params, text_file_batches
-    from rlp_jax.objectives.config import RLPConfig
+    from rlp_jax.rollout.config import RolloutConfig
     from rlp_jax.tokenizer import load_tokenizer
 
     if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
@@ -58,9 +58,9 @@ def run(args) -> int:
         proxy = (proxy_params, proxy_cfg)
     rcfg = None
     if args.think:
-        rcfg = RLPConfig(group_size=args.group_size, positions_per_window=args.positions,
-                         thought_len=args.thought_len, temperature=args.temperature,
-                         min_context=min(16, args.seq_len // 2)).with_markers(tokenizer)
+        rcfg = RolloutConfig(group_size=args.group_size, positions_per_window=args.positions,
+                             thought_len=args.thought_len, temperature=args.temperature,
+                             min_context=min(16, args.seq_len // 2)).with_markers(tokenizer)
         rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
     if args.text_file:
         batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)

@@ -25,7 +25,7 @@ class DataConfig:
     tokenizer: str  # sentencepiece .model / tokenizer.json, or a dir holding one
     split: str = "train"
     seq_len: int = 2048
-    batch_size: int = 8  # per host
+    batch_size: int = 8  # GLOBAL windows per step; each of P processes reads batch_size / P
     seed: int = 0
     shuffle: bool = True
     packing: str = "concat"  # concat: concatenate-then-split; pack: first-fit, documents split only if > T
@@ -37,7 +37,7 @@ class DataConfig:
     pack_bins: int = 16  # first-fit bins: more = less padding, more reordering
     read_threads: int = 2  # threads that read + tokenize
     prefetch: int = 4  # batches buffered ahead by a background thread (0 = none)
-    worker_count: int = 0  # Grain worker processes (needs absl flags parsed; DESIGN §5)
+    worker_count: int = 0  # Grain worker processes (needs absl flags parsed first)
     model_vocab_size: int | None = None  # checked against the tokenizer when given
 
     def validate(self) -> "DataConfig":
@@ -51,6 +51,14 @@ class DataConfig:
         if self.min_doc_tokens < 2:
             raise UserError(f"data.min_doc_tokens must be >= 2, got {self.min_doc_tokens}")
         return self
+
+
+def local_batch_size(global_batch: int, process_count: int) -> int:
+    """This process's share of the global batch."""
+    if global_batch % process_count:
+        raise UserError(f"data.batch_size ({global_batch}, the global batch) must divide by the "
+                        f"{process_count} processes")
+    return global_batch // process_count
 
 
 def check_vocab(tokenizer, model_vocab_size: int | None) -> None:
@@ -104,7 +112,8 @@ def make_dataset(config: DataConfig, process_index: int | None = None,
         ds = gx.FlatMapIterDataset(ds, transforms.SplitLong(config.seq_len))
         ds = gx.FirstFitPackIterDataset(ds, length_struct=length, num_packing_bins=config.pack_bins,
                                         seed=config.seed, shuffle_bins=config.shuffle)
-    ds = ds.map(transforms.to_window).batch(config.batch_size, drop_remainder=True)
+    ds = ds.map(transforms.to_window).batch(local_batch_size(config.batch_size, process_count),
+                                                    drop_remainder=True)
     if config.worker_count > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.worker_count))
     if config.prefetch > 0:

@@ -3,7 +3,7 @@ files as random-access sources for Grain.
 
 TFDS gives us a standard, versioned on-disk layout (`DATA_DIR/NAME/1.0.0/`) with split
 metadata; ArrayRecord gives O(1) random access, which Grain needs for global shuffling
-and exact resume. Only the TF-free parts of TFDS are used (see DESIGN §5).
+and exact resume. Only the TF-free parts of TFDS are used (TensorFlow is not a dependency).
 """
 
 from __future__ import annotations

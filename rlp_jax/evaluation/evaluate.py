@@ -21,20 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax.model import transformer as model_lib
-from rlp_jax.rollout import sampling
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.rollout.positions import choose_positions
-from rlp_jax.objectives.config import RLPConfig
-
-BUCKETS = (("all", -math.inf), ("easy", 0.5), ("medium", 1.0), ("hard", 1.5))
-TOP_K_ENTROPY = 16
-
-
-def top_k_entropy(logits, k: int = TOP_K_ENTROPY):
-    """Entropy (nats) of the renormalised top-k next-token distribution, `[...]`."""
-    top = jax.lax.top_k(logits.astype(jnp.float32), k)[0]
-    logp = jax.nn.log_softmax(top, axis=-1)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+from rlp_jax.model.vocab_scores import top_k_entropy
+from rlp_jax.rollout import branches as br
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.positions import BUCKETS, choose_positions, per_position
+from rlp_jax.rollout.thoughts import rollout_thoughts
 
 
 def target_mask(segment_ids):
@@ -52,19 +44,18 @@ def no_think_pass(params, cfg: ModelConfig, proxy_params, proxy_cfg: ModelConfig
     score = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     correct = jnp.argmax(logits, axis=-1) == targets
     proxy_logits = model_lib.forward(proxy_params, proxy_cfg, tokens, positions, segment_ids)[:, :-1]
-    pad = lambda a: jnp.concatenate([jnp.zeros_like(a[:, :1]), a], axis=1)  # noqa: E731
-    return pad(correct), pad(score), pad(top_k_entropy(proxy_logits))
+    return per_position(correct), per_position(score), per_position(top_k_entropy(proxy_logits))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "rcfg"))
-def thinking_pass(params, cfg: ModelConfig, rcfg: RLPConfig, tokens, valid, key):
+def thinking_pass(params, cfg: ModelConfig, rcfg: RolloutConfig, tokens, valid, key):
     """Rollouts at K random valid positions: `(t [B,K], correct [B,K,G], s_pred [B,K,G])`."""
     key_pos, key_roll = jax.random.split(key)
     # Top-K of random scores over the valid positions = K uniform distinct positions.
     scores = jnp.where(valid, jax.random.uniform(key_pos, valid.shape), -jnp.inf)
     t = choose_positions(key_pos, scores, rcfg.replace(position_strategy="entropy"))
-    roll = sampling.rollout_thoughts(params, cfg, rcfg, tokens, t, key_roll)
-    targets = jnp.take_along_axis(tokens, roll.t, axis=1)
+    roll = rollout_thoughts(params, cfg, rcfg, tokens, t, key_roll)
+    targets = br.at_branches(tokens, roll.t)
     shape = t.shape + (rcfg.group_size,)
     return t, (roll.prediction == targets).reshape(shape), roll.s_pred.reshape(shape)
 
@@ -84,7 +75,7 @@ class _Tally:
         return (total / count if count else None), count
 
 
-def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RLPConfig | None = None,
+def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | None = None,
                      proxy=None, seed: int = 0) -> dict:
     """Evaluate over an iterable of batches (dicts of `tokens`, `segment_ids`, `positions`).
 

@@ -2,7 +2,7 @@
 
 A forward pass over one token costs 2·(matmul params) plus attention 4·layers·heads·
 head_dim·(keys it reads). A backward pass costs twice the forward. RLP steps count
-their rollouts too (DESIGN §2.3): the EMA pass, the window prefill, every decoded thought
+their rollouts too (docs/algorithms.md): the EMA pass, the window prefill, every decoded thought
 token, the teacher-forced close marker, and the gradient pass over window + branches.
 """
 

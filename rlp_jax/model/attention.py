@@ -6,7 +6,7 @@ or more *key blocks*, each either
 * per-branch: keys `[batch, branch, keys, kv_heads, head_dim]` (the sequence itself, a
   KV cache, or a branch's own thought tokens), or
 * shared: keys `[batch, keys, kv_heads, head_dim]`, visible to every branch of a row
-  (the window prefix that all thought branches of DESIGN §3.3 read without copying it).
+  (the window prefix that all thought branches read (docs/architecture.md) without copying it).
 
 Each block carries a boolean mask `[batch, branch, query, keys]`. Scores of all blocks are
 merged under one softmax, so attending to (shared prefix + own keys) equals attending to

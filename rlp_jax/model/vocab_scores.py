@@ -53,3 +53,14 @@ def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float 
     picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature),
                                   (rows, flat_targets))
     return picked.reshape(-1)[:n].reshape(shape), entropy.reshape(-1)[:n].reshape(shape)
+
+
+TOP_K_ENTROPY = 16
+
+
+def top_k_entropy(logits, k: int = TOP_K_ENTROPY):
+    """Entropy (nats) of the renormalised top-k next-token distribution, `[...]` (RPT's
+    difficulty measure: a proxy model's uncertainty among its k best guesses)."""
+    top = jax.lax.top_k(logits.astype(jnp.float32), k)[0]
+    logp = jax.nn.log_softmax(top, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)

@@ -1,18 +1,17 @@
-"""The next-token baseline (DESIGN §2.3): plain teacher-forced cross-entropy on the same
-windows, the same `TrainState`, optimizer and EMA schedule as RLP, so the two objectives
-are compared with everything else held equal."""
+"""The next-token baseline: plain teacher-forced cross-entropy on the same windows, with
+the same state, optimizer and EMA schedule as RLP, so the objectives are compared with
+everything else held equal (continued pre-training, "CPT")."""
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+
 import jax.numpy as jnp
-import optax
 
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.rlp import TrainState, ema_update, make_optimizer, teacher_params
-from rlp_jax.objectives.config import OptimizerConfig
+from rlp_jax.objectives.base import Objective
 
 PAD_ID = 0
 
@@ -35,13 +34,22 @@ def _masked_nll(target_logp, window):
     return -jnp.sum(target_logp * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def ntp_step(state: TrainState, window, *, cfg: ModelConfig, ocfg: OptimizerConfig, ema_decay: float):
-    """One optimizer step on the NTP loss, then the EMA step; returns `(new_state, metrics)`."""
-    ema = teacher_params(state)
-    loss, grads = jax.value_and_grad(ntp_loss)(state.params, cfg, window)
-    updates, opt_state = make_optimizer(ocfg).update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    rng, _ = jax.random.split(state.rng)
-    new_state = TrainState(params=params, opt_state=opt_state, ema_params=ema_update(ema, params, ema_decay),
-                           step=state.step + 1, rng=rng)
-    return new_state, {"loss": loss, "nll": loss, "grad_norm": optax.tree.norm(grads)}
+@dataclasses.dataclass(frozen=True)
+class NTP(Objective):
+    """No rollout and no reward: the batch is the window itself."""
+
+    model: ModelConfig
+    name = "ntp"
+
+    def rollout(self, params, teacher, window, key):
+        return None
+
+    def reward(self, experience, window):
+        return None
+
+    def loss_batch(self, experience, reward, window, teacher):
+        return window, {}
+
+    def loss(self, params, batch):
+        loss = ntp_loss(params, self.model, batch)
+        return loss, {"loss": loss, "nll": loss}

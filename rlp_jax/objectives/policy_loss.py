@@ -1,8 +1,9 @@
-"""Advantages, the clipped surrogate on thought tokens, optional NTP/KL terms, and metrics.
+"""The policy-gradient update RLP and RPT share: advantages, the clipped surrogate on
+sampled tokens, optional NTP/KL terms, and their metrics (docs/algorithms.md).
 
-Small named functions in registries (after Tunix `algo_core`): `ADVANTAGES[name]` maps
-rewards `[..., G]` to advantages. `rlp_loss` is what the optimizer differentiates; its
-scoring function is injectable so tests can swap in the slow reference.
+Small named functions in a registry: `ADVANTAGES[name]` maps rewards `[..., G]` to
+advantages. `policy_loss` is what the optimizer differentiates; its scoring function is
+injectable so tests can swap in the slow reference.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlp_jax.rollout import branches as br
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.objectives.base import Objective
+from rlp_jax.objectives.config import PolicyLossConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.rollout.config import RolloutConfig
 
 
 def rlp_advantages(rewards):
@@ -33,17 +36,22 @@ def grpo_advantages(rewards, eps: float = 1e-6):
 ADVANTAGES: dict[str, Callable] = {"rlp": rlp_advantages, "grpo": grpo_advantages}
 
 
-def advantages(rewards, rcfg: RLPConfig):
+def advantages(rewards, group_size: int, estimator: str):
     """Rewards `[B, K·G]` → advantages `[B, K·G]` (stop-gradient constants)."""
     batch, branches = rewards.shape
-    grouped = rewards.reshape(batch, branches // rcfg.group_size, rcfg.group_size)
-    return jax.lax.stop_gradient(ADVANTAGES[rcfg.advantage](grouped).reshape(batch, branches))
+    grouped = rewards.reshape(batch, branches // group_size, group_size)
+    return jax.lax.stop_gradient(ADVANTAGES[estimator](grouped).reshape(batch, branches))
 
 
-def equal_reward_groups(rewards, group_size: int, tol: float = 1e-6):
-    """Fraction of groups whose G rewards are all equal (they carry no learning signal)."""
+def equal_reward_groups(rewards, group_size: int, keep=None, tol: float = 1e-6):
+    """Fraction of groups whose G rewards are all equal (they carry no learning signal),
+    among the groups marked in `keep` (all by default)."""
     grouped = rewards.reshape(-1, group_size)
-    return jnp.mean((jnp.max(grouped, -1) - jnp.min(grouped, -1)) <= tol)
+    equal = (jnp.max(grouped, -1) - jnp.min(grouped, -1)) <= tol
+    if keep is None:
+        return jnp.mean(equal)
+    keep = keep.reshape(-1)
+    return jnp.sum(equal & keep) / jnp.maximum(jnp.sum(keep), 1)
 
 
 def masked_mean_per_branch(values, mask):
@@ -76,26 +84,37 @@ class LossBatch:
     advantages: jax.Array  # [B, R]
     ref_logp: jax.Array | None = None  # [B, R, L] only when kl_beta > 0
 
+    def minibatch(self, index, count: int) -> "LossBatch":
+        """Part `index` of `count` of the branch axis (whole groups: K splits, G stays)."""
+        if count == 1:
+            return self
+        size = self.t.shape[1] // count
+
+        def cut(a):
+            return None if a is None else jax.lax.dynamic_slice_in_dim(a, index * size, size, axis=1)
+        return self.replace(**{name: cut(getattr(self, name)) for name in
+                               ("t", "thoughts", "lengths", "logp_old", "advantages", "ref_logp")})
+
 
 def _token_mean(values, mask):
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def rlp_loss(params, cfg: ModelConfig, rcfg: RLPConfig, batch: LossBatch,
-             score_fn: Callable = br.score_branches):
+def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLossConfig, batch: LossBatch,
+                ntp_coef: float = 0.0, score_fn: Callable = br.score_branches):
     """Clipped surrogate (+ ntp_coef·NTP after the thought + kl_beta·KL to the reference).
 
     With ntp_coef = 0, S_pred is stop-gradient: no gradient path through next-token scores.
     Returns `(loss, metrics)`.
     """
-    scores = score_fn(params, cfg, rcfg, batch.window, batch.t, batch.thoughts, batch.lengths)
+    scores = score_fn(params, cfg, rollout, batch.window, batch.t, batch.thoughts, batch.lengths)
     mask = scores.thought_mask
     logp_old = jax.lax.stop_gradient(batch.logp_old)
     adv = jax.lax.stop_gradient(batch.advantages)
-    loss, clipped = clipped_surrogate(scores.thought_logp, logp_old, adv, mask, rcfg.eps_low, rcfg.eps_high)
-    s_pred = scores.s_pred if rcfg.ntp_coef > 0 else jax.lax.stop_gradient(scores.s_pred)
-    if rcfg.ntp_coef > 0:
-        loss = loss - rcfg.ntp_coef * jnp.mean(s_pred)
+    loss, clipped = clipped_surrogate(scores.thought_logp, logp_old, adv, mask, lcfg.eps_low, lcfg.eps_high)
+    s_pred = scores.s_pred if ntp_coef > 0 else jax.lax.stop_gradient(scores.s_pred)
+    if ntp_coef > 0:
+        loss = loss - ntp_coef * jnp.mean(s_pred)
     log_ratio = jax.lax.stop_gradient(scores.thought_logp - logp_old)
     metrics = {
         "clip_frac": _token_mean(clipped.astype(jnp.float32), mask),
@@ -103,10 +122,28 @@ def rlp_loss(params, cfg: ModelConfig, rcfg: RLPConfig, batch: LossBatch,
         "entropy": _token_mean(jax.lax.stop_gradient(scores.entropy), mask),
         "s_pred_new": jnp.mean(jax.lax.stop_gradient(s_pred)),
     }
-    if rcfg.kl_beta > 0:
+    if lcfg.kl_beta > 0:
         d = jax.lax.stop_gradient(batch.ref_logp) - scores.thought_logp
         kl = jnp.mean(masked_mean_per_branch(jnp.exp(d) - d - 1.0, mask))
-        loss = loss + rcfg.kl_beta * kl
+        loss = loss + lcfg.kl_beta * kl
         metrics["kl_ref"] = jax.lax.stop_gradient(kl)
     metrics["loss"] = jax.lax.stop_gradient(loss)
     return loss, metrics
+
+
+class PolicyObjective(Objective):
+    """An objective trained by `policy_loss`: its `loss_cfg` sets how many updates a rollout
+    feeds and how the branches split into minibatches."""
+
+    loss_cfg: PolicyLossConfig
+
+    @property
+    def updates_per_rollout(self) -> int:
+        return self.loss_cfg.updates_per_rollout
+
+    @property
+    def minibatches(self) -> int:
+        return self.loss_cfg.minibatches
+
+    def minibatch(self, batch: LossBatch, index, count: int) -> LossBatch:
+        return batch.minibatch(index, count)

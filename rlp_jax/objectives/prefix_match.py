@@ -1,4 +1,4 @@
-"""RPT's prefix-matching reward (DESIGN §2.2), computed on the host from decoded text.
+"""RPT's prefix-matching reward (docs/algorithms.md), computed on the host from decoded text.
 
 The model thinks, then writes a prediction y (the last `\\boxed{...}` or the text between
 configurable answer tags). Reward 1 iff the UTF-8 bytes of y equal the first l bytes of

@@ -1,15 +1,18 @@
 """Thought branches over a shared window prefix: layout, masks, and teacher-forced scoring.
 
 A window `x [B, T]` gets R = K·G branches per row; branch (b, r) thinks at position
-`t[b, r]`, sees `x[b, :t]` through the window's prefill (DESIGN §3.3, no per-branch copy)
-and lays out, at RoPE positions that continue from t,
+`t[b, r]`, sees `x[b, :t]` through the window's prefill (no per-branch copy; see
+docs/architecture.md, "Prefix-shared branch attention") and lays out, at RoPE positions
+that continue from t,
 
     slots  0 .. o-1        open marker
            o .. o+L-1      thought tokens c_1..c_L (slots past the branch's length are invalid)
            o+L .. o+L+c-1  close marker (teacher-forced), positions continue after c_len
 
-The logits at the last close slot score x_t (S_pred). `score_branches` is the gradient
-pass: it prefills the window with the same params so gradients reach the window's K/V.
+The logits at the last close slot score x_t (S_pred). This layout is written once, here
+(`open_marker`, `close_marker`, `layout`), and read by the sampler, the gradient pass and
+the references. `score_branches` is the gradient pass: it prefills the window with the
+same params so gradients reach the window's K/V.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from flax import struct
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.rollout.config import RolloutConfig
 
 
 @struct.dataclass
@@ -45,28 +48,49 @@ def window_mask(t_branch: jax.Array, window_len: int, queries: int) -> jax.Array
     return jnp.broadcast_to(visible, t_branch.shape + (queries, window_len))
 
 
-def targets_at(window: jax.Array, t_branch: jax.Array) -> jax.Array:
-    """The true next token x_t of every branch, `[B, R]`."""
-    return jnp.take_along_axis(window, t_branch, axis=1)
+def at_branches(per_position: jax.Array, t_branch: jax.Array) -> jax.Array:
+    """Gather a `[B, T]` per-position array at each branch's position: `[B, R]`.
+
+    With the window itself this is the target x_t of every branch; with a no-think score
+    or entropy (column t describes predicting x_t from x_<t) it is that value at t.
+    """
+    return jnp.take_along_axis(per_position, t_branch, axis=1)
 
 
-def layout(rcfg: RLPConfig, t_branch, thoughts, lengths):
+def _marker(ids: tuple[int, ...], first_pos: jax.Array):
+    """Tokens and RoPE positions `[B, R, len(ids)]` of a marker starting at `first_pos [B, R]`."""
+    tokens = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), first_pos.shape + (len(ids),))
+    return tokens, (first_pos[..., None] + jnp.arange(len(ids))).astype(jnp.int32)
+
+
+def open_marker(rcfg: RolloutConfig, t_branch):
+    """The open marker, at positions t, t+1, ..."""
+    return _marker(rcfg.open_ids, t_branch)
+
+
+def thought_start(rcfg: RolloutConfig, t_branch):
+    """RoPE position of each branch's first thought token."""
+    return t_branch + len(rcfg.open_ids)
+
+
+def close_marker(rcfg: RolloutConfig, t_branch, lengths):
+    """The close marker, right after each branch's `lengths` thought tokens."""
+    return _marker(rcfg.close_ids, thought_start(rcfg, t_branch) + lengths)
+
+
+def layout(rcfg: RolloutConfig, t_branch, thoughts, lengths):
     """Tokens, RoPE positions and validity `[B, R, o+L+c]` of the teacher-forced branches."""
-    o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
-    shape = t_branch.shape
-    open_tok = jnp.broadcast_to(jnp.asarray(rcfg.open_ids, jnp.int32), shape + (o,))
-    close_tok = jnp.broadcast_to(jnp.asarray(rcfg.close_ids, jnp.int32), shape + (c,))
+    open_tok, open_pos = open_marker(rcfg, t_branch)
+    close_tok, close_pos = close_marker(rcfg, t_branch, lengths)
+    u = jnp.arange(rcfg.thought_len)
     tokens = jnp.concatenate([open_tok, thoughts.astype(jnp.int32), close_tok], axis=-1)
-    t = t_branch[..., None]
-    u = jnp.arange(L)
-    positions = jnp.concatenate([
-        t + jnp.arange(o), t + o + u, t + o + lengths[..., None] + jnp.arange(c)], axis=-1)
-    valid = jnp.concatenate([
-        jnp.ones(shape + (o,), bool), u < lengths[..., None], jnp.ones(shape + (c,), bool)], axis=-1)
+    positions = jnp.concatenate([open_pos, thought_start(rcfg, t_branch)[..., None] + u, close_pos], axis=-1)
+    valid = jnp.concatenate([jnp.ones(open_tok.shape, bool), u < lengths[..., None],
+                             jnp.ones(close_tok.shape, bool)], axis=-1)
     return tokens, positions.astype(jnp.int32), valid
 
 
-def scores_from_hidden(params, cfg: ModelConfig, rcfg: RLPConfig, hidden, thoughts, lengths,
+def scores_from_hidden(params, cfg: ModelConfig, rcfg: RolloutConfig, hidden, thoughts, lengths,
                        targets) -> BranchScores:
     """Thought log-probs, entropies and S_pred from teacher-forced hidden states `[B,R,S,D]`."""
     o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
@@ -78,7 +102,7 @@ def scores_from_hidden(params, cfg: ModelConfig, rcfg: RLPConfig, hidden, though
                         entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)
 
 
-def score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,
+def score_branches(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, thoughts,
                    lengths) -> BranchScores:
     """Teacher-forced pass over all branches: one window prefill + one `extend` with prefix."""
     batch, window_len = window.shape
@@ -87,4 +111,4 @@ def score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, 
     tokens, positions, valid = layout(rcfg, t_branch, thoughts, lengths)
     prefix = model_lib.prefix_from_cache(cache, window_mask(t_branch, window_len, tokens.shape[-1]))
     hidden, _ = model_lib.extend(params, cfg, tokens, positions, prefix=prefix, valid=valid, head=False)
-    return scores_from_hidden(params, cfg, rcfg, hidden, thoughts, lengths, targets_at(window, t_branch))
+    return scores_from_hidden(params, cfg, rcfg, hidden, thoughts, lengths, at_branches(window, t_branch))

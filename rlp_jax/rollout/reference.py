@@ -15,11 +15,12 @@ from rlp_jax.rollout import branches as br
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import RLPConfig
-from rlp_jax.rollout.sampling import Rollout, decode_loop, finish_thoughts
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.sampling import DecodeState, decode_loop
+from rlp_jax.rollout.thoughts import Rollout, finish_thoughts, thought_sampler
 
 
-def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, thoughts,
+def reference_score_branches(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, thoughts,
                              lengths) -> br.BranchScores:
     """Score each branch by a full `forward` over `x_<t, open, thought, close` on its own.
 
@@ -56,11 +57,11 @@ def reference_score_branches(params, cfg: ModelConfig, rcfg: RLPConfig, window, 
                            entropy=jnp.stack(ent_rows), s_pred=jnp.stack(pred_rows))
 
 
-def reference_rollout(params, cfg: ModelConfig, rcfg: RLPConfig, window, t, key) -> Rollout:
+def reference_rollout(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key) -> Rollout:
     """Thought rollouts that re-encode `x_<t + open` separately for each of the N branches.
 
     Each branch gets its own left-padded prompt and full-length KV cache (the naive
-    O(N·T) prefill of DESIGN §3.3), then the same decode loop and sampling keys as
+    O(N·T) prefill that the shared prefix avoids), then the same decode loop and sampling keys as
     `rollout_thoughts`, so a fixed key yields the same thoughts. Jittable.
     """
     batch, window_len = window.shape
@@ -81,9 +82,8 @@ def reference_rollout(params, cfg: ModelConfig, rcfg: RLPConfig, window, t, key)
     positions = jnp.maximum(idx, 0).astype(jnp.int32)
     cache = model_lib.init_cache(cfg, n, prompt_len + rcfg.thought_len + len(rcfg.close_ids))
     logits, cache = model_lib.prefill(params, cfg, prompt, cache, positions, valid)
-    decoded = decode_loop(params, cfg, logits[:, None, -1], cache, (t_flat + o)[:, None], key,
-                          rcfg.thought_len, rcfg.temperature, rcfg.top_k, rcfg.top_p,
-                          rcfg.close_ids[0], keep_stop=False)
+    decoded = decode_loop(params, cfg, DecodeState.start(logits[:, None, -1], cache, key, rcfg.thought_len),
+                          thought_sampler(rcfg), (t_flat + o)[:, None])
     roll = finish_thoughts(params, cfg, rcfg, window[rows], t_flat[:, None], decoded, lambda q: None)
     return jax.tree.map(lambda a: a.reshape((batch, branches) + a.shape[2:]), roll)
 

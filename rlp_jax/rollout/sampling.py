@@ -1,12 +1,9 @@
-"""Token sampling: temperature / top-k / top-p, one decode loop, and its two users.
+"""Token sampling: temperature / top-k / top-p, and the one decode loop.
 
 `decode_loop` is a `lax.while_loop` of one-token `extend`s over [B, R] branches with a
-per-branch KV cache and an optional shared prefix; branches stop independently.
-
-* `generate`: prompt → continuation (R = 1, no prefix; the stop token is kept).
-* `rollout_thoughts`: RLP thoughts (DESIGN §3.3): one prefill per window, then K·G
-  branches per window decode against the window's cache through a per-branch mask (no
-  copy of the window's keys/values); the close marker is teacher-forced and x_t scored.
+per-branch KV cache and an optional shared prefix; branches stop independently. Its two
+users: `generate` here (prompt → continuation, R = 1, the stop token kept) and
+`rlp_jax.rollout.thoughts` (K·G thoughts per window against the window's cache).
 """
 
 from __future__ import annotations
@@ -18,11 +15,9 @@ import jax.numpy as jnp
 
 from flax import struct
 
-from rlp_jax.rollout import branches as br
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import RLPConfig
 
 
 def sample_logits(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
@@ -96,55 +91,68 @@ def _nucleus_floor(probs, bits, top_p: float):
 
 
 @struct.dataclass
-class Decoded:
-    """Output of `decode_loop`: tokens `[B, R, n]` (0 past a branch's end) and their log-probs."""
+class Sampler:
+    """How to draw tokens: static settings of one `decode_loop`."""
 
-    tokens: jax.Array
-    logp: jax.Array  # log-prob under the (tempered) sampling policy, 0 past the end
-    lengths: jax.Array  # [B, R] kept tokens
+    max_len: int = struct.field(pytree_node=False)
+    temperature: float = struct.field(pytree_node=False, default=1.0)
+    top_k: int = struct.field(pytree_node=False, default=0)
+    top_p: float = struct.field(pytree_node=False, default=1.0)
+    stop_id: int = struct.field(pytree_node=False, default=-1)
+    keep_stop: bool = struct.field(pytree_node=False, default=False)  # the stop token is output
+
+
+@struct.dataclass
+class DecodeState:
+    """The `while_loop` carry: tokens `[B, R, n]` (0 past a branch's end), their log-probs
+    under the tempered sampling policy (0 past the end), and the per-branch cache."""
+
+    step: jax.Array
+    logits: jax.Array  # [B, R, V] of the next token
     cache: model_lib.KVCache
+    tokens: jax.Array
+    logp: jax.Array
+    done: jax.Array  # [B, R]
+    lengths: jax.Array  # [B, R] kept tokens
+    key: jax.Array
+
+    @classmethod
+    def start(cls, logits, cache, key, max_len: int) -> "DecodeState":
+        batch, branches, _ = logits.shape
+        zeros = jnp.zeros((batch, branches, max_len))
+        return cls(step=jnp.zeros((), jnp.int32), logits=logits.astype(jnp.float32), cache=cache,
+                   tokens=zeros.astype(jnp.int32), logp=zeros.astype(jnp.float32),
+                   done=jnp.zeros((batch, branches), bool), lengths=jnp.zeros((batch, branches), jnp.int32),
+                   key=key)
 
 
-def decode_loop(params, cfg: ModelConfig, logits, cache, start_pos, key, max_len: int,
-                temperature: float, top_k: int, top_p: float, stop_id, keep_stop: bool,
-                prefix_k=None, prefix_v=None, prefix_mask=None) -> Decoded:
-    """Sample up to `max_len` tokens per branch from `logits [B, R, V]` onwards.
+def decode_loop(params, cfg: ModelConfig, state: DecodeState, sampler: Sampler, start_pos,
+                prefix: model_lib.SharedPrefix | None = None) -> DecodeState:
+    """Sample up to `sampler.max_len` tokens per branch from `state.logits` onwards.
 
     Token u of a branch sits at RoPE position `start_pos[b, r] + u`. A branch ends at
     `stop_id` (kept in the output iff `keep_stop`); its later steps are written as invalid
-    slots, which no query ever attends to. The prefix (a window cache `[L, B, P, ...]`)
-    is read with `prefix_mask [B, R, 1, P]`.
+    slots, which no query ever attends to. The prefix (a window cache) is read through
+    its per-branch mask.
     """
-    batch, branches, _ = logits.shape
-    prefix = None
-    if prefix_k is not None:
-        prefix = model_lib.SharedPrefix(k=prefix_k, v=prefix_v, mask=prefix_mask)
+    def body(s: DecodeState) -> DecodeState:
+        key, sub = jax.random.split(s.key)
+        token = sample_logits(s.logits, sub, sampler.temperature, sampler.top_k, sampler.top_p)
+        tempered = vocab_scores.tempered_logp(s.logits, sampler.temperature)
+        token_logp = jnp.take_along_axis(tempered, token[..., None], -1)[..., 0]
+        stop = token == sampler.stop_id
+        keep = ~s.done & (sampler.keep_stop | ~stop)
+        logits, cache = model_lib.extend(params, cfg, token[..., None], (start_pos + s.step)[..., None], s.cache,
+                                         prefix=prefix, valid=keep[..., None])
+        return s.replace(step=s.step + 1, logits=logits[:, :, 0], cache=cache,
+                         tokens=s.tokens.at[:, :, s.step].set(jnp.where(keep, token, 0)),
+                         logp=s.logp.at[:, :, s.step].set(jnp.where(keep, token_logp, 0.0)),
+                         done=s.done | stop, lengths=s.lengths + keep.astype(jnp.int32), key=key)
 
-    def body(state):
-        step, last, cache, out, logp, done, lengths, key = state
-        key, sub = jax.random.split(key)
-        token = sample_logits(last, sub, temperature, top_k, top_p)
-        token_logp = jnp.take_along_axis(vocab_scores.tempered_logp(last, temperature), token[..., None], -1)[..., 0]
-        stop = token == stop_id
-        keep = ~done & (keep_stop | ~stop)
-        out = out.at[:, :, step].set(jnp.where(keep, token, 0))
-        logp = logp.at[:, :, step].set(jnp.where(keep, token_logp, 0.0))
-        lengths = lengths + keep.astype(jnp.int32)
-        done = done | stop
-        new_logits, cache = model_lib.extend(
-            params, cfg, token[..., None], (start_pos + step)[..., None], cache, prefix=prefix,
-            valid=keep[..., None])
-        return step + 1, new_logits[:, :, 0], cache, out, logp, done, lengths, key
+    def cond(s: DecodeState):
+        return (s.step < sampler.max_len) & ~jnp.all(s.done)
 
-    def cond(state):
-        return (state[0] < max_len) & ~jnp.all(state[5])
-
-    zeros = jnp.zeros((batch, branches, max_len))
-    state = (jnp.zeros((), jnp.int32), logits.astype(jnp.float32), cache, zeros.astype(jnp.int32),
-             zeros.astype(jnp.float32), jnp.zeros((batch, branches), bool),
-             jnp.zeros((batch, branches), jnp.int32), key)
-    _, _, cache, out, logp, _, lengths, _ = jax.lax.while_loop(cond, body, state)
-    return Decoded(tokens=out, logp=logp, lengths=lengths, cache=cache)
+    return jax.lax.while_loop(cond, body, state)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "temperature", "top_k", "top_p"))
@@ -159,62 +167,7 @@ def generate(params, cfg: ModelConfig, prompt, prompt_valid, key, max_new_tokens
     cache = model_lib.init_cache(cfg, batch, prompt_len + max_new_tokens)
     logits, cache = model_lib.prefill(params, cfg, prompt, cache, positions, prompt_valid)
     start = (positions[:, -1] + 1)[:, None]
-    out = decode_loop(params, cfg, logits[:, None, -1], cache, start, key, max_new_tokens,
-                      temperature, top_k, top_p, eos_id, keep_stop=True)
+    sampler = Sampler(max_new_tokens, temperature, top_k, top_p, stop_id=eos_id, keep_stop=True)
+    out = decode_loop(params, cfg, DecodeState.start(logits[:, None, -1], cache, key, max_new_tokens), sampler,
+                      start)
     return out.tokens[:, 0], out.lengths[:, 0]
-
-
-@struct.dataclass
-class Rollout:
-    """Thoughts of N = B·K·G branches laid out `[B, K·G]` (groups of G contiguous)."""
-
-    t: jax.Array  # [B, R] thinking position of each branch
-    thoughts: jax.Array  # [B, R, L] sampled tokens, 0 past `lengths`
-    lengths: jax.Array  # [B, R] thought tokens (close marker excluded)
-    logp: jax.Array  # [B, R, L] log π_θold of each thought token at the sampling temperature
-    s_pred: jax.Array  # [B, R] log p_θold(x_t | x_<t, thought)
-    prediction: jax.Array  # [B, R] greedy next token after the thought (thinking accuracy)
-
-
-def finish_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t_branch, decoded: Decoded,
-                    prefix_fn) -> Rollout:
-    """Teacher-force the close marker after each thought and score the true x_t (S_pred)."""
-    o, c = len(rcfg.open_ids), len(rcfg.close_ids)
-    shape = t_branch.shape
-    close_tok = jnp.broadcast_to(jnp.asarray(rcfg.close_ids, jnp.int32), shape + (c,))
-    close_pos = (t_branch + o + decoded.lengths)[..., None] + jnp.arange(c)
-    logits, _ = model_lib.extend(params, cfg, close_tok, close_pos, decoded.cache, prefix=prefix_fn(c))
-    final = jax.nn.log_softmax(logits[:, :, -1].astype(jnp.float32), axis=-1)
-    s_pred = jnp.take_along_axis(final, br.targets_at(window, t_branch)[..., None], -1)[..., 0]
-    return Rollout(t=t_branch, thoughts=decoded.tokens, lengths=decoded.lengths, logp=decoded.logp,
-                   s_pred=s_pred, prediction=jnp.argmax(final, axis=-1).astype(jnp.int32))
-
-
-def rollout_thoughts(params, cfg: ModelConfig, rcfg: RLPConfig, window, t, key) -> Rollout:
-    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`.
-
-    One prefill per window; every branch then reads the window's cache through the mask
-    `slot < t` (no copy), and writes only its own open marker + thought + close marker
-    into a small per-branch cache of `o + L + c` slots.
-    """
-    batch, window_len = window.shape
-    t_branch = br.branch_starts(t, rcfg.group_size)
-    window_cache = model_lib.init_cache(cfg, batch, window_len)
-    _, window_cache = model_lib.prefill(params, cfg, window, window_cache)
-
-    def prefix_fn(queries):
-        return model_lib.prefix_from_cache(window_cache, br.window_mask(t_branch, window_len, queries))
-
-    o = len(rcfg.open_ids)
-    cache = model_lib.init_cache(cfg, batch, rcfg.branch_len, branches=t_branch.shape[1])
-    open_tok = jnp.broadcast_to(jnp.asarray(rcfg.open_ids, jnp.int32), t_branch.shape + (o,))
-    open_pos = t_branch[..., None] + jnp.arange(o)
-    logits, cache = model_lib.extend(params, cfg, open_tok, open_pos, cache, prefix=prefix_fn(o))
-    one = prefix_fn(1)
-    decoded = decode_loop(params, cfg, logits[:, :, -1], cache, t_branch + o, key, rcfg.thought_len,
-                          rcfg.temperature, rcfg.top_k, rcfg.top_p, rcfg.close_ids[0], keep_stop=False,
-                          prefix_k=one.k, prefix_v=one.v, prefix_mask=one.mask)
-    return finish_thoughts(params, cfg, rcfg, window, t_branch, decoded, prefix_fn)
-
-
-rollout_thoughts_jit = jax.jit(rollout_thoughts, static_argnames=("cfg", "rcfg"))

@@ -20,10 +20,12 @@ import yaml
 from rlp_jax.data.pipeline import DataConfig
 from rlp_jax.errors import UserError, one_line
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
 from rlp_jax.model.sharding import MeshConfig
+from rlp_jax.objectives import OBJECTIVES
+from rlp_jax.objectives.config import RLPConfig, RPTConfig
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.train.optimizer import OptimizerConfig
 
-OBJECTIVES = ("rlp", "ntp", "rpt")
 NONFINITE = ("skip", "stop")
 INIT_MODES = ("auto", "always", "never")
 # Model fields a user may still change when the architecture comes from --init-from.
@@ -108,9 +110,8 @@ def _default_data() -> DataConfig:
     return DataConfig(data="builtin:arithmetic", tokenizer="auto", seq_len=64, batch_size=8)
 
 
-def _default_rlp() -> RLPConfig:
-    return RLPConfig(group_size=4, positions_per_window=4, thought_len=8, temperature=1.0, min_context=8,
-                     ema_decay=0.99)
+def _default_rollout() -> RolloutConfig:
+    return RolloutConfig(group_size=4, positions_per_window=4, thought_len=8, temperature=1.0, min_context=8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +122,11 @@ class TrainConfig:
     init_from: str = ""  # model directory (rlp-jax convert / fetch); its architecture wins
     data: DataConfig = dataclasses.field(default_factory=_default_data)
     prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
-    rlp: RLPConfig = dataclasses.field(default_factory=_default_rlp)  # rollouts: also used by rpt
-    rpt: RPTConfig = dataclasses.field(default_factory=RPTConfig)
+    rollout: RolloutConfig = dataclasses.field(default_factory=_default_rollout)  # rlp and rpt sample so
+    rlp: RLPConfig = dataclasses.field(default_factory=RLPConfig)  # RLP's loss
+    rpt: RPTConfig = dataclasses.field(default_factory=RPTConfig)  # RPT's reward, filter and loss
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(learning_rate=3e-4))
+    ema_decay: float = 0.99  # τ of the EMA teacher φ ← τφ + (1 − τ)θ, every objective (paper: 0.999)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
@@ -231,7 +234,7 @@ def _section_from(default, values: dict, prefix: str):
 # ------------------------------------------------------------------------------ loading
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"rlp.group_size=8"` → (["rlp", "group_size"], 8); the value is parsed as YAML."""
+    """`"rollout.group_size=8"` → (["rollout", "group_size"], 8); the value is parsed as YAML."""
     if "=" not in text:
         raise UserError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -276,35 +279,39 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
         parts, value = parse_override(text)
         _merge(tree, parts, value)
     cfg = _section_from(TrainConfig(), tree, "")
-    set_model_keys = set(tree.get("model") or {}) if isinstance(tree.get("model"), dict) else set()
-    check(cfg, set_model_keys)
+    check(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     return cfg
 
 
-def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset()) -> None:
+def _keys_set(tree: dict, section: str) -> set[str]:
+    """The keys a user wrote under `section` (file or overrides), as opposed to defaults."""
+    return set(tree[section]) if isinstance(tree.get(section), dict) else set()
+
+
+def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset(), set_rollout_keys: set[str] = frozenset()) -> None:
     """Cross-section checks that need no files: impossible combinations, named."""
     cfg.data.validate()
+    if cfg.run.objective == "rpt":
+        ignored = sorted(set_rollout_keys & {"close_ids", "close_text", "position_strategy"})
+        if ignored:
+            raise UserError(f"rollout.{ignored[0]} does not apply to run.objective=rpt (completions end at the "
+                            f"tokenizer's EOS and positions are chosen by proxy entropy); remove it")
     if cfg.init_from:
         clash = sorted(set_model_keys - set(INIT_FROM_MODEL_KEYS))
         if clash:
             raise UserError(f"model.{clash[0]} cannot be set together with init_from (the model "
                             f"directory defines the architecture; only {', '.join(INIT_FROM_MODEL_KEYS)} may change)")
+    if not 0 <= cfg.ema_decay < 1:
+        raise UserError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.run.objective in ("rlp", "rpt"):
-        seq, r = cfg.data.seq_len, cfg.rlp
-        if seq - r.min_context < r.positions_per_window:
-            raise UserError(f"rlp.positions_per_window ({r.positions_per_window}) exceeds the "
-                            f"{max(seq - r.min_context, 0)} positions a data.seq_len={seq} window offers "
-                            f"after rlp.min_context={r.min_context}")
-        if not cfg.init_from:
-            longest = seq + r.thought_len + max(len(r.open_ids), 1) + max(len(r.close_ids), 1)
-            if longest > cfg.model.max_seq_len:
-                raise UserError(f"rlp.thought_len ({r.thought_len}) is impossible: data.seq_len {seq} + markers "
-                                f"+ thought needs {longest} positions but model.max_seq_len is {cfg.model.max_seq_len}")
+        getattr(cfg, cfg.run.objective).check_split(cfg.rollout.positions_per_window)
+        cfg.rollout.check_window(cfg.data.seq_len, None if cfg.init_from else cfg.model.max_seq_len,
+                                 what="a data.seq_len window")
     if cfg.run.objective == "rpt" and cfg.data.data.startswith("synthetic"):
         raise UserError("run.objective=rpt compares decoded text: it needs real data and a tokenizer, not synthetic")
     if cfg.data.data.startswith("synthetic") and cfg.data.tokenizer in ("", "auto") and cfg.run.objective == "rlp" \
-            and not (cfg.rlp.open_ids and cfg.rlp.close_ids):
-        raise UserError("data.data=synthetic has no tokenizer: set rlp.open_ids and rlp.close_ids")
+            and not (cfg.rollout.open_ids and cfg.rollout.close_ids):
+        raise UserError("data.data=synthetic has no tokenizer: set rollout.open_ids and rollout.close_ids")
     if cfg.distributed.initialize == "never" and cfg.distributed.coordinator_address:
         raise UserError("distributed.coordinator_address is set but distributed.initialize is 'never'")
 

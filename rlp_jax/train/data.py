@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 
+from rlp_jax.data.pipeline import local_batch_size
 from rlp_jax.errors import UserError
 
 SYNTHETIC = "synthetic"
@@ -80,13 +81,6 @@ def auto_tokenizer(data_dir: str, vocab_size: int, prepare_cfg) -> str:
     return _build(final, ".tok-", lambda tmp: train_sentencepiece(read_texts(data_dir, "train"), tmp, vocab_size))
 
 
-def local_batch_size(global_batch: int, process_count: int) -> int:
-    if global_batch % process_count:
-        raise UserError(f"data.batch_size ({global_batch}, the global batch) must divide by the "
-                        f"{process_count} processes")
-    return global_batch // process_count
-
-
 def synthetic_iterator(seed: int, vocab_size: int, seq_len: int, global_batch: int,
                        process_index: int, process_count: int):
     """Checkpointable Grain iterator: row g of the global stream is `rng([seed, g])` tokens."""
@@ -110,8 +104,7 @@ def make_train_iterator(cfg, vocab_size: int, process_index: int, process_count:
         return synthetic_iterator(seed, vocab_size, data.seq_len, data.batch_size, process_index, process_count)
     from rlp_jax.data import make_iterator
 
-    local = dataclasses.replace(data, batch_size=local_batch_size(data.batch_size, process_count),
-                                model_vocab_size=vocab_size, split=split)
+    local = dataclasses.replace(data, model_vocab_size=vocab_size, split=split)
     if split != "train":
         local = dataclasses.replace(local, shuffle=False, prefetch=0)
     return make_iterator(local, process_index, process_count)

@@ -7,7 +7,7 @@ Must run before anything touches a JAX device. Cases:
   * a Cloud TPU pod (several `TPU_WORKER_HOSTNAMES`) or a SLURM job with several tasks:
     `jax.distributed.initialize()` discovers everything itself;
   * otherwise a single process: nothing to do.
-On CPU the cross-process collectives need gloo (DESIGN §5).
+On CPU the cross-process collectives need gloo.
 """
 
 from __future__ import annotations

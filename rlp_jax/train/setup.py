@@ -65,10 +65,10 @@ def resolve(cfg: TrainConfig):
     elif data.data != train_data.SYNTHETIC:
         raise UserError("data.tokenizer is required (a tokenizer file or directory, or 'auto')")
 
-    rcfg = cfg.rlp.with_markers(tokenizer) if tokenizer is not None else cfg.rlp
-    cfg = cfg.replace(model=model_cfg, data=data, rlp=rcfg)
+    rollout = cfg.rollout.with_markers(tokenizer) if tokenizer is not None else cfg.rollout
+    cfg = cfg.replace(model=model_cfg, data=data, rollout=rollout)
     if cfg.run.objective in ("rlp", "rpt"):
-        rcfg.check(data.seq_len, model_cfg.vocab_size, model_cfg.max_seq_len)
+        rollout.check(data.seq_len, model_cfg.vocab_size, model_cfg.max_seq_len)
     if cfg.run.objective == "rpt" and (tokenizer is None or tokenizer.eos_id is None):
         raise UserError("run.objective=rpt needs a tokenizer with an end-of-sequence token (completions end there)")
     elif data.seq_len > model_cfg.max_seq_len:

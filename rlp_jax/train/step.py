@@ -1,10 +1,17 @@
-"""The compiled steps the training loop calls: the train step (RLP or NTP) behind a
-non-finite guard, and the held-out evaluation.
+"""The one compiled training step, for every objective, behind a non-finite guard.
+
+    experience = objective.rollout(θ_old, φ, window, key)
+    reward     = objective.reward(experience, window)
+    batch      = objective.loss_batch(experience, reward, window, φ)
+    updates_per_rollout × minibatches: gradient of objective.loss → optimizer step → EMA step
+
+Training, tests and benchmarks all compile it through `make_train_step`. An objective
+whose reward runs on the host (RPT) is compiled as two halves with the reward between.
 
 The guard runs inside the same jitted program: if the loss, the gradient norm or any
-updated parameter is not finite, `run.nonfinite=skip` keeps the old params, optimizer
-state and EMA (step and rng still advance, so the next batch gets fresh thoughts) and
-reports `nonfinite=1`; `stop` lets the loop end the run before anything is saved.
+updated parameter is not finite, `skip` keeps the old params, optimizer state and EMA
+(step and rng still advance, so the next batch gets fresh thoughts) and reports
+`nonfinite=1`; with `skip=False` the loop decides (`run.nonfinite=stop`).
 """
 
 from __future__ import annotations
@@ -13,18 +20,63 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from rlp_jax.model import transformer as model_lib
-from rlp_jax.objectives import ntp
-from rlp_jax.rollout import no_think as rewards
-from rlp_jax.objectives import rlp
-from rlp_jax.objectives import rpt
-from rlp_jax.rollout import sampling
 from rlp_jax.model import sharding
-from rlp_jax.evaluation.evaluate import BUCKETS, top_k_entropy
-from rlp_jax.model.config import ModelConfig
-from rlp_jax.rollout.positions import choose_positions
-from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
+from rlp_jax.model.sharding import MeshConfig, make_mesh
+from rlp_jax.objectives.base import Objective
+from rlp_jax.train.optimizer import OptimizerConfig, make_optimizer
+from rlp_jax.train.state import TrainState, ema_update, state_shardings, teacher_params
+
+
+def optimize(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, params, opt_state, ema, batch):
+    """`updates_per_rollout` passes × `minibatches` optimizer steps on `objective.loss`, each
+    followed by an EMA step. Returns `(params, opt_state, ema, per-update metrics)`."""
+    optimizer = make_optimizer(ocfg)
+    grad_fn = jax.grad(objective.loss, has_aux=True)
+    count = objective.minibatches
+
+    def update(carry, i):
+        params, opt_state, ema = carry
+        grads, metrics = grad_fn(params, objective.minibatch(batch, i % count, count))
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, ema_update(ema, params, ema_decay)), metrics
+
+    steps = jnp.arange(objective.updates_per_rollout * count)
+    (params, opt_state, ema), per_update = jax.lax.scan(update, (params, opt_state, ema), steps)
+    return params, opt_state, ema, per_update
+
+
+def _split(state: TrainState):
+    """`(next rng, this step's key)`: both halves of a host-reward step derive the same."""
+    rng, key = jax.random.split(state.rng)
+    return rng, key
+
+
+def gather_experience(objective: Objective, state: TrainState, window):
+    """The rollout with the frozen policy θ_old and the EMA teacher φ."""
+    _, key = _split(state)
+    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key)
+
+
+def learn(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window, experience,
+          reward):
+    """Advantages and constants, then the optimizer and EMA steps: `(new_state, metrics)`."""
+    teacher = teacher_params(state)  # lazy init: φ ← θ at the first step
+    batch, metrics = objective.loss_batch(experience, reward, window, teacher)
+    params, opt_state, ema, per_update = optimize(objective, ocfg, ema_decay, state.params, state.opt_state,
+                                                  teacher, batch)
+    metrics = {**{name: jnp.mean(value) for name, value in per_update.items()}, **metrics}
+    rng, _ = _split(state)
+    return TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
+
+
+def objective_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window):
+    """One whole step of a device-reward objective: `(new_state, metrics)`."""
+    experience = gather_experience(objective, state, window)
+    return learn(objective, ocfg, ema_decay, state, window, experience, objective.reward(experience, window))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -34,7 +86,7 @@ def _all_finite(tree) -> jax.Array:
 
 def guard(inner, skip: bool):
     """Wrap `inner(state, window, *extra) -> (state, metrics)` with the non-finite check."""
-    def step(state: rlp.TrainState, window, *extra):
+    def step(state: TrainState, window, *extra):
         new, metrics = inner(state, window, *extra)
         ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & _all_finite(new.params)
         if skip:
@@ -47,82 +99,25 @@ def guard(inner, skip: bool):
     return step
 
 
-def make_train_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, ocfg: OptimizerConfig, mesh,
-                    state_like, skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES, tokenizer=None,
-                    pcfg: RPTConfig | None = None):
-    """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`.
-
-    RLP and NTP steps are one jitted program. RPT needs the host between its rollout and
-    its update (the reward compares decoded text), so its step is two jitted halves.
-    """
-    shardings = rlp.state_shardings(state_like, cfg, mesh, rules)
+def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state_like, mesh=None,
+                    skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES):
+    """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`
+    (default: every local device on the data axes). The state is donated."""
+    mesh = mesh if mesh is not None else make_mesh(MeshConfig())
+    shardings = state_shardings(state_like, objective.model, mesh, rules)
     batch = sharding.batch_sharding(mesh, 2, rules)
-    if objective == "rpt":
-        return _rpt_train_step(cfg, rpt.rpt_rollout_config(rcfg, tokenizer.eos_id), ocfg, mesh, shardings,
-                               skip_nonfinite, rules, tokenizer, pcfg or RPTConfig()), shardings
-    if objective == "rlp":
-        inner = functools.partial(rlp.rlp_step, cfg=cfg, rcfg=rcfg, ocfg=ocfg)
-    else:
-        inner = functools.partial(ntp.ntp_step, cfg=cfg, ocfg=ocfg, ema_decay=rcfg.ema_decay)
-    step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh, in_shardings=(shardings, batch),
-                                out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,),
-                                rules=rules)
-    return step, shardings
+    out = (shardings, sharding.replicated(mesh))
+    if not objective.host_reward:
+        inner = functools.partial(objective_step, objective, ocfg, ema_decay)
+        step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh, in_shardings=(shardings, batch),
+                                    out_shardings=out, donate_argnums=(0,), rules=rules)
+        return step, shardings
+    rollout = sharding.sharded_jit(functools.partial(gather_experience, objective), mesh, rules=rules)
+    update = sharding.sharded_jit(guard(functools.partial(learn, objective, ocfg, ema_decay), skip_nonfinite),
+                                  mesh, out_shardings=out, donate_argnums=(0,), rules=rules)
 
-
-def _rpt_train_step(cfg, rcfg, ocfg, mesh, shardings, skip_nonfinite, rules, tokenizer, pcfg):
-    rollout_jit = sharding.sharded_jit(
-        functools.partial(rpt.rpt_rollout_fn, cfg=cfg, rcfg=rcfg, threshold=pcfg.entropy_threshold), mesh,
-        rules=rules)
-    update_jit = sharding.sharded_jit(
-        guard(functools.partial(rpt.rpt_update_fn, cfg=cfg, rcfg=rcfg, ocfg=ocfg), skip_nonfinite), mesh,
-        out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,), rules=rules)
-
-    def step(state, window):
-        return rpt.rpt_step(state, window, tokenizer, cfg=cfg, rcfg=rcfg, ocfg=ocfg, pcfg=pcfg,
-                            rollout=lambda *a, **_: rollout_jit(*a), update=lambda *a, **_: update_jit(*a))
-    return step
-
-
-def _bucket_means(prefix: str, values, entropy, valid) -> dict:
-    """Mean of `values` over `valid` entries, overall and per difficulty bucket (RPT's nested
-    easy / medium / hard by proxy top-16 entropy)."""
-    out = {}
-    for bucket, threshold in BUCKETS:
-        sel = valid & (entropy > threshold)
-        out[f"{prefix}/{bucket}"] = jnp.sum(jnp.where(sel, values, 0.0)) / jnp.maximum(jnp.sum(sel), 1)
-    return out
-
-
-def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rcfg: RLPConfig, objective: str):
-    """Held-out metrics of one batch: NLL of θ and φ; no-think accuracy of θ by difficulty
-    (the EMA teacher is the proxy); and (RLP) the information gain and thinking accuracy of
-    θ's thoughts."""
-    logits = model_lib.forward(params, cfg, window)[:, :-1]  # one pass per parameter set
-    ema_logits = model_lib.forward(ema_params, cfg, window)[:, :-1]
-    out = {"nll": ntp.nll_from_logits(logits, window), "ema_nll": ntp.nll_from_logits(ema_logits, window)}
-    correct = jnp.argmax(logits, -1) == window[:, 1:]
-    proxy_entropy = top_k_entropy(ema_logits)
-    out.update(_bucket_means("acc_no_think", correct, proxy_entropy, jnp.ones_like(correct)))
-    if objective == "rlp":
-        key_positions, key_rollout = jax.random.split(key)
-        s_ema_all, entropy = rewards.scores_from_logits(ema_logits, window)
-        t = choose_positions(key_positions, entropy, rcfg)
-        roll = sampling.rollout_thoughts(params, cfg, rcfg, window, t, key_rollout)
-        gain = rewards.information_gain(roll.s_pred, rewards.at_branches(s_ema_all, roll.t))
-        out.update(info_gain=jnp.mean(gain), info_gain_positive=jnp.mean((gain > 0).astype(jnp.float32)),
-                   thought_len=jnp.mean(roll.lengths.astype(jnp.float32)))
-        # Position t predicts x_t from x_<t: its proxy entropy is column t-1 of the shifted pass.
-        at_t = jnp.take_along_axis(proxy_entropy, roll.t - 1, axis=1)
-        think_correct = roll.prediction == jnp.take_along_axis(window, roll.t, axis=1)
-        out.update(_bucket_means("acc_think", think_correct, at_t, jnp.ones_like(think_correct)))
-    return out
-
-
-def make_eval_step(objective: str, cfg: ModelConfig, rcfg: RLPConfig, mesh, param_shardings,
-                   rules=sharding.DEFAULT_RULES):
-    fn = functools.partial(evaluate_window, cfg=cfg, rcfg=rcfg, objective=objective)
-    return sharding.sharded_jit(fn, mesh, in_shardings=(param_shardings, param_shardings,
-                                                        sharding.batch_sharding(mesh, 2, rules),
-                                                        sharding.replicated(mesh)),
-                                out_shardings=sharding.replicated(mesh), rules=rules)
+    def host_reward_step(state, window):
+        experience = rollout(state, window)
+        reward = jnp.asarray(objective.reward(experience, window))
+        return update(state, window, experience, reward)
+    return host_reward_step, shardings

@@ -1,18 +1,28 @@
-"""The compiled `rlp_step`: exact EMA schedule with lazy init, metrics, multi-update batching."""
+"""The compiled train step with the RLP objective: exact EMA schedule with lazy init,
+metrics, multi-update batching."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax.model import transformer as model
-from rlp_jax.objectives import rlp
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import OptimizerConfig, RLPConfig
+from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.objectives.rlp import RLP
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.train.optimizer import OptimizerConfig
+from rlp_jax.train.state import init_state
+from rlp_jax.train.step import make_train_step
 
 CFG = ModelConfig(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
-RCFG = RLPConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),
-                 close_ids=(2,), min_context=3, ema_decay=0.8)
+RCFG = RolloutConfig(group_size=2, positions_per_window=2, thought_len=4, temperature=1.0, open_ids=(1,),
+                     close_ids=(2,), min_context=3)
+EMA_DECAY = 0.8
 OCFG = OptimizerConfig(learning_rate=1e-2, schedule="cosine", warmup_steps=1, decay_steps=10)
+
+
+def _compiled(state, rollout=RCFG, loss=RLPConfig(), ocfg=OCFG):
+    return make_train_step(RLP(CFG, rollout, loss), ocfg, EMA_DECAY, state)[0]
 
 
 def _copy(tree):
@@ -21,16 +31,17 @@ def _copy(tree):
 
 def test_ema_schedule_is_exact_over_three_steps_with_lazy_init():
     params = model.init_params(CFG, jax.random.key(0))
-    state = rlp.init_state(params, OCFG, jax.random.key(1))
+    state = init_state(params, OCFG, jax.random.key(1))
     state = state.replace(ema_params=jax.tree.map(lambda p: p + 5.0, params))  # must be ignored
     window = jax.random.randint(jax.random.key(2), (2, 10), 3, CFG.vocab_size)
     thetas, emas = [_copy(state.params)], []
+    step = _compiled(state)
     for _ in range(3):
-        state, metrics = rlp.rlp_step_jit(state, window, cfg=CFG, rcfg=RCFG, ocfg=OCFG)
+        state, metrics = step(state, window)
         thetas.append(_copy(state.params))
         emas.append(_copy(state.ema_params))
     assert int(state.step) == 3
-    tau = RCFG.ema_decay
+    tau = EMA_DECAY
     expected = thetas[0]  # lazy init φ ← θ_0
     for k in range(3):
         expected = jax.tree.map(lambda e, p: tau * e + (1 - tau) * p, expected, thetas[k + 1])
@@ -49,10 +60,11 @@ def test_ema_schedule_is_exact_over_three_steps_with_lazy_init():
 
 def test_several_updates_per_rollout_move_off_policy():
     """With 2 updates × 2 minibatches the later updates see ratios ≠ 1 (approx KL > 0)."""
-    rcfg = RCFG.replace(updates_per_rollout=2, minibatches=2, position_strategy="entropy", advantage="grpo")
+    rollout = RCFG.replace(position_strategy="entropy")
+    loss = RLPConfig(updates_per_rollout=2, minibatches=2, advantage="grpo")
     params = model.init_params(CFG, jax.random.key(0))
-    state = rlp.init_state(params, OptimizerConfig(learning_rate=3e-2), jax.random.key(1))
+    state = init_state(params, OptimizerConfig(learning_rate=3e-2), jax.random.key(1))
     window = jax.random.randint(jax.random.key(2), (2, 10), 3, CFG.vocab_size)
-    _, metrics = rlp.rlp_step_jit(state, window, cfg=CFG, rcfg=rcfg, ocfg=OptimizerConfig(learning_rate=3e-2))
+    _, metrics = _compiled(state, rollout, loss, OptimizerConfig(learning_rate=3e-2))(state, window)
     assert float(metrics["approx_kl"]) > 1e-6
     assert np.isfinite(float(metrics["loss"]))

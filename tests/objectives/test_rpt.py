@@ -6,18 +6,39 @@ import numpy as np
 from byte_bpe import tiny_byte_bpe
 
 from rlp_jax.model import transformer as model
-from rlp_jax.objectives import rlp
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.objectives.config import OptimizerConfig, RLPConfig, RPTConfig
-from rlp_jax.objectives.rpt import rpt_rewards, rpt_rollout_config, rpt_step, rpt_update
-from rlp_jax.rollout.sampling import Rollout
+from rlp_jax.objectives import make_objective
+from rlp_jax.objectives.config import RPTConfig
+from rlp_jax.objectives.rpt import Experience, rpt_rewards
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.thoughts import Rollout
+from rlp_jax.train.optimizer import OptimizerConfig
+from rlp_jax.train.state import init_state
+from rlp_jax.train.step import learn, make_train_step
 
 TOK = tiny_byte_bpe([" Paris", " is", " capital", "\\boxed{", "</think>"], specials=["<think>", "<eos>"])
 CFG = ModelConfig(vocab_size=TOK.vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   mlp_dim=48)
 OCFG = OptimizerConfig(learning_rate=1e-2)
-RCFG = rpt_rollout_config(RLPConfig(group_size=2, positions_per_window=1, thought_len=24, temperature=1.0,
-                                    min_context=2).with_markers(TOK), TOK.eos_id)
+ROLLOUT = RolloutConfig(group_size=2, positions_per_window=1, thought_len=24, temperature=1.0,
+                        min_context=2).with_markers(TOK)
+EMA_DECAY = 0.99
+
+
+def _rpt(pcfg=RPTConfig()):
+    return make_objective("rpt", CFG, ROLLOUT, rpt=pcfg, tokenizer=TOK)
+
+
+RCFG = _rpt().rollout_cfg
+
+
+def rpt_update(state, window, roll, reward, keep):
+    update = jax.jit(lambda *a: learn(_rpt(), OCFG, EMA_DECAY, *a))
+    return update(state, window, Experience(roll=roll, keep=keep), reward)
+
+
+def rpt_step(state, window, pcfg):
+    return make_train_step(_rpt(pcfg), OCFG, EMA_DECAY, state)[0](state, window)
 
 
 def _rollout(window, t, completions):
@@ -46,7 +67,7 @@ def test_rewards_from_decoded_completions():
 
 def _state():
     params = model.init_params(CFG, jax.random.key(0))
-    return rlp.init_state(params, OCFG, jax.random.key(1))
+    return init_state(params, OCFG, jax.random.key(1))
 
 
 def _changed(a, b):
@@ -60,13 +81,11 @@ def test_filtered_or_uniform_groups_do_not_move_the_policy():
     varied = jnp.asarray([[1.0, 0.0]])
     same = jnp.asarray([[1.0, 1.0]])
 
-    state, metrics = rpt_update(_state(), window, roll, same, jnp.asarray([[True]]), cfg=CFG, rcfg=RCFG, ocfg=OCFG)
+    state, metrics = rpt_update(_state(), window, roll, same, jnp.asarray([[True]]))
     assert _changed(state.params, before) == 0.0 and float(metrics["equal_reward_groups"]) == 1.0
-    state, metrics = rpt_update(_state(), window, roll, varied, jnp.asarray([[False]]), cfg=CFG, rcfg=RCFG,
-                                ocfg=OCFG)
+    state, metrics = rpt_update(_state(), window, roll, varied, jnp.asarray([[False]]))
     assert _changed(state.params, before) == 0.0 and float(metrics["kept_positions"]) == 0.0
-    state, metrics = rpt_update(_state(), window, roll, varied, jnp.asarray([[True]]), cfg=CFG, rcfg=RCFG,
-                                ocfg=OCFG)
+    state, metrics = rpt_update(_state(), window, roll, varied, jnp.asarray([[True]]))
     assert _changed(state.params, before) > 1e-4
     assert float(metrics["equal_reward_groups"]) == 0.0 and float(metrics["reward_mean"]) == 0.5
 
@@ -74,10 +93,10 @@ def test_filtered_or_uniform_groups_do_not_move_the_policy():
 def test_full_step_runs_with_entropy_filtering():
     window = jnp.asarray([TOK.encode("The capital is Paris. The capital is")[:12]] * 2)
     state = _state()
-    state, metrics = rpt_step(state, window, TOK, cfg=CFG, rcfg=RCFG, ocfg=OCFG, pcfg=RPTConfig(entropy_threshold=0.0))
+    state, metrics = rpt_step(state, window, RPTConfig(entropy_threshold=0.0))
     assert int(state.step) == 1
     assert float(metrics["kept_positions"]) == 1.0  # a random model's entropy exceeds 0
     assert 0.0 <= float(metrics["reward_mean"]) <= 1.0
     assert 0 < float(metrics["completion_len"]) <= RCFG.thought_len
-    _, metrics = rpt_step(state, window, TOK, cfg=CFG, rcfg=RCFG, ocfg=OCFG, pcfg=RPTConfig(entropy_threshold=99.0))
+    _, metrics = rpt_step(state, window, RPTConfig(entropy_threshold=99.0))
     assert float(metrics["kept_positions"]) == 0.0

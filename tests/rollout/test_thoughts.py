@@ -11,12 +11,13 @@ from rlp_jax.objectives import policy_loss as objective
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.reference import reference_rollout_jit, reference_score_branches
 from rlp_jax.objectives.config import RLPConfig
-from rlp_jax.rollout.sampling import rollout_thoughts_jit
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.thoughts import rollout_thoughts_jit
 
 CFG = ModelConfig(vocab_size=13, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   mlp_dim=64, qk_norm=True)
-RCFG = RLPConfig(group_size=3, positions_per_window=2, thought_len=6, temperature=1.0, top_k=10,
-                 top_p=0.95, open_ids=(1,), close_ids=(2, 3), min_context=2)
+RCFG = RolloutConfig(group_size=3, positions_per_window=2, thought_len=6, temperature=1.0, top_k=10,
+                     top_p=0.95, open_ids=(1,), close_ids=(2, 3), min_context=2)
 T = 12
 
 
@@ -91,12 +92,12 @@ def test_gradient_pass_scores_loss_and_grads_match_reference(setup, head_chunk):
     rewards = jax.random.normal(jax.random.key(2), roll.s_pred.shape)
     batch = objective.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
                                 logp_old=roll.logp - 0.15 * jax.random.normal(jax.random.key(3), roll.logp.shape),
-                                advantages=objective.advantages(rewards, RCFG))
-    rcfg = RCFG.replace(ntp_coef=0.3)
-    grad_fast = jax.jit(jax.grad(objective.rlp_loss, has_aux=True), static_argnames=("cfg", "rcfg"))
-    g_fast, m_fast = grad_fast(params, cfg, rcfg, batch)
-    g_ref, m_ref = jax.grad(objective.rlp_loss, has_aux=True)(
-        params, CFG, rcfg, batch, score_fn=reference_score_branches)
+                                advantages=objective.advantages(rewards, RCFG.group_size, "rlp"))
+    loss = RLPConfig(ntp_coef=0.3)
+    grad_fast = jax.jit(jax.grad(objective.policy_loss, has_aux=True), static_argnames=("cfg", "rollout", "lcfg", "ntp_coef"))
+    g_fast, m_fast = grad_fast(params, cfg, RCFG, loss, batch, ntp_coef=loss.ntp_coef)
+    g_ref, m_ref = jax.grad(objective.policy_loss, has_aux=True)(
+        params, CFG, RCFG, loss, batch, ntp_coef=loss.ntp_coef, score_fn=reference_score_branches)
     assert abs(float(m_fast["loss"]) - float(m_ref["loss"])) <= 1e-5
     assert float(m_fast["clip_frac"]) > 0  # the perturbed logp_old exercises the clip
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):

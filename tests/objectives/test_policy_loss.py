@@ -5,25 +5,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlp_jax.rollout import branches as br
 from rlp_jax.model import transformer as model
-from rlp_jax.objectives import policy_loss as objective
-from rlp_jax.rollout import no_think as rewards
 from rlp_jax.model.config import ModelConfig
-from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.objectives import policy_loss as objective
 from rlp_jax.objectives.config import RLPConfig
+from rlp_jax.objectives.rlp import information_gain
+from rlp_jax.rollout import branches as br
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.no_think import no_think_scores
+from rlp_jax.rollout.positions import choose_positions
 
 CFG = ModelConfig(vocab_size=11, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64)
-RCFG = RLPConfig(group_size=2, positions_per_window=1, thought_len=3, temperature=0.7, open_ids=(1,),
-                 close_ids=(2,), min_context=2)
+RCFG = RolloutConfig(group_size=2, positions_per_window=1, thought_len=3, temperature=0.7, open_ids=(1,),
+                     close_ids=(2,), min_context=2)
 
 
 def test_advantage_formulas():
     r = jnp.array([[1.0, 2.0, 4.0, 5.0, 0.0, 0.0, 0.0, 3.0]])
-    a = objective.advantages(r, RLPConfig(group_size=4, positions_per_window=2))
+    a = objective.advantages(r, 4, RLPConfig().advantage)
     np.testing.assert_allclose(a, [[4 / 3 * -2, 4 / 3 * -1, 4 / 3 * 1, 4 / 3 * 2,
                                     -1.0, -1.0, -1.0, 3.0]], atol=1e-6)
-    g = objective.advantages(r, RLPConfig(group_size=4, positions_per_window=2, advantage="grpo"))
+    g = objective.advantages(r, 4, "grpo")
     np.testing.assert_allclose(g[0, :4], np.array([-2, -1, 1, 2]) / np.sqrt(2.5), atol=1e-5)
     np.testing.assert_allclose(g[0, 4:], np.array([-1, -1, -1, 3]) / np.sqrt(3.0), atol=1e-5)
     assert float(objective.equal_reward_groups(jnp.array([[1.0, 1.0, 2.0, 3.0]]), 2)) == 0.5
@@ -77,13 +79,13 @@ def test_ntp_zero_leaves_no_gradient_path_through_next_token_scores(tiny):
 
     def loss_of_s_pred(s_pred, ntp):
         fn = lambda *a: real.replace(s_pred=s_pred)  # noqa: E731
-        return objective.rlp_loss(params, CFG, RCFG.replace(ntp_coef=ntp), batch, score_fn=fn)[0]
+        return objective.policy_loss(params, CFG, RCFG, RLPConfig(), batch, ntp_coef=ntp, score_fn=fn)[0]
 
     np.testing.assert_array_equal(jax.grad(loss_of_s_pred)(real.s_pred, 0.0), [[0.0, 0.0]])
     np.testing.assert_allclose(jax.grad(loss_of_s_pred)(real.s_pred, 0.4), [[-0.2, -0.2]], atol=1e-7)
     # and the parameter gradient does not depend on the target x_t when NTP = 0
-    grad = jax.jit(lambda w, ntp: jax.grad(objective.rlp_loss, has_aux=True)(
-        params, CFG, RCFG.replace(ntp_coef=ntp), batch.replace(window=w))[0], static_argnums=1)
+    grad = jax.jit(lambda w, ntp: jax.grad(objective.policy_loss, has_aux=True)(
+        params, CFG, RCFG, RLPConfig(), batch.replace(window=w), ntp_coef=ntp)[0], static_argnums=1)
     other = window.at[0, 4].set((window[0, 4] + 1) % CFG.vocab_size)
     for a, b in zip(jax.tree.leaves(grad(window, 0.0)), jax.tree.leaves(grad(other, 0.0))):
         np.testing.assert_array_equal(a, b)
@@ -103,9 +105,9 @@ def test_proposition_1_on_an_exact_distribution(tiny):
     tiled = lambda a: jnp.tile(a, (CFG.vocab_size,) + (1,) * (a.ndim - 1))  # noqa: E731
     score = jax.jit(br.score_branches, static_argnames=("cfg", "rcfg"))
     s_pred = score(params, CFG, RCFG, windows, t_branch, tiled(thoughts), tiled(lengths)).s_pred
-    s_ema_all = jax.jit(rewards.no_think_scores, static_argnames=("cfg",))(ema, CFG, windows)[0]
-    s_ema = rewards.at_branches(s_ema_all, t_branch)
-    r = rewards.information_gain(s_pred, s_ema)  # [V, 2]: reward for each possible x_t, thought
+    s_ema_all = jax.jit(no_think_scores, static_argnames=("cfg",))(ema, CFG, windows)[0]
+    s_ema = br.at_branches(s_ema_all, t_branch)
+    r = information_gain(s_pred, s_ema)  # [V, 2]: reward for each possible x_t, thought
     expected_r = jnp.sum(p_star[:, None] * r, axis=0)
     # the two cross-entropies straight from the models' next-token distributions
     log_phi = jax.nn.log_softmax(model.forward_compiled(ema, CFG, window[:, :t])[0, -1])
@@ -118,7 +120,7 @@ def test_proposition_1_on_an_exact_distribution(tiny):
 
 def test_position_strategies():
     entropy = jnp.array([[9.0, 8.0, 0.1, 0.5, 0.3, 0.9, 0.2, 0.4]])
-    rc = RLPConfig(positions_per_window=3, min_context=2, position_strategy="entropy")
+    rc = RolloutConfig(positions_per_window=3, min_context=2, position_strategy="entropy")
     np.testing.assert_array_equal(choose_positions(jax.random.key(0), entropy, rc), [[3, 5, 7]])
     rc = rc.replace(position_strategy="uniform", positions_per_window=4)
     draws = np.stack([np.asarray(choose_positions(jax.random.key(i), jnp.zeros((2, 8)), rc)) for i in range(200)])

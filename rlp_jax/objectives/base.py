@@ -1,0 +1,47 @@
+"""The one interface every training objective implements: rollout → reward → loss.
+
+`rlp_jax.train.step` turns any `Objective` into one compiled step:
+
+    experience = rollout(θ_old, φ, window, key)          sample (or nothing, for NTP)
+    reward     = reward(experience, window)              jitted, or on the host (RPT)
+    batch, m   = loss_batch(experience, reward, window, φ)  advantages and constants
+    loss, m    = loss(θ, minibatch)                      what the optimizer differentiates
+
+then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step.
+An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`;
+the step is then compiled as two halves with the reward in between.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+
+class Objective(abc.ABC):
+    """Subclasses are frozen dataclasses holding their configs (static in compiled code)."""
+
+    name: str = ""
+    host_reward: bool = False  # True: `reward` runs on the host between two compiled halves
+    updates_per_rollout: int = 1
+    minibatches: int = 1
+
+    @abc.abstractmethod
+    def rollout(self, params, teacher, window, key) -> Any:
+        """Experience from the frozen policy θ_old (`params`) and the EMA teacher φ."""
+
+    @abc.abstractmethod
+    def reward(self, experience, window) -> Any:
+        """Rewards of the experience; a JAX function unless `host_reward`."""
+
+    @abc.abstractmethod
+    def loss_batch(self, experience, reward, window, teacher) -> tuple[Any, dict]:
+        """`(batch, metrics)`: what `loss` reads (constants: advantages, old log-probs)."""
+
+    @abc.abstractmethod
+    def loss(self, params, batch) -> tuple[Any, dict]:
+        """`(loss, metrics)`; `metrics` must contain "loss"."""
+
+    def minibatch(self, batch, index, count: int):
+        """Part `index` of `count` of the batch (each optimizer step reads one)."""
+        return batch

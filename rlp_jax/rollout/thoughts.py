@@ -1,0 +1,71 @@
+"""Thought rollouts: G thoughts at each of K positions per window, prefix-shared.
+
+One prefill per window; every branch then reads the window's cache through the mask
+`slot < t` (no copy of the window's keys/values), writes only its own open marker +
+thought + close marker into a small per-branch cache, and the close marker is
+teacher-forced before the true x_t is scored (S_pred). See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rlp_jax.model import transformer as model_lib
+from rlp_jax.model.config import ModelConfig
+from rlp_jax.rollout import branches as br
+from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.sampling import DecodeState, Sampler, decode_loop
+
+
+@struct.dataclass
+class Rollout:
+    """Thoughts of N = B·K·G branches laid out `[B, K·G]` (groups of G contiguous)."""
+
+    t: jax.Array  # [B, R] thinking position of each branch
+    thoughts: jax.Array  # [B, R, L] sampled tokens, 0 past `lengths`
+    lengths: jax.Array  # [B, R] thought tokens (close marker excluded)
+    logp: jax.Array  # [B, R, L] log π_θold of each thought token at the sampling temperature
+    s_pred: jax.Array  # [B, R] log p_θold(x_t | x_<t, thought)
+    prediction: jax.Array  # [B, R] greedy next token after the thought (thinking accuracy)
+
+
+def thought_sampler(rcfg: RolloutConfig) -> Sampler:
+    """Thoughts end at the first token of the close marker (not kept: it is teacher-forced)."""
+    return Sampler(rcfg.thought_len, rcfg.temperature, rcfg.top_k, rcfg.top_p, stop_id=rcfg.close_ids[0],
+                   keep_stop=False)
+
+
+def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, decoded: DecodeState,
+                    prefix_fn) -> Rollout:
+    """Teacher-force the close marker after each thought and score the true x_t (S_pred)."""
+    close_tok, close_pos = br.close_marker(rcfg, t_branch, decoded.lengths)
+    logits, _ = model_lib.extend(params, cfg, close_tok, close_pos, decoded.cache,
+                                 prefix=prefix_fn(close_tok.shape[-1]))
+    final = jax.nn.log_softmax(logits[:, :, -1].astype(jnp.float32), axis=-1)
+    s_pred = jnp.take_along_axis(final, br.at_branches(window, t_branch)[..., None], -1)[..., 0]
+    return Rollout(t=t_branch, thoughts=decoded.tokens, lengths=decoded.lengths, logp=decoded.logp,
+                   s_pred=s_pred, prediction=jnp.argmax(final, axis=-1).astype(jnp.int32))
+
+
+def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key) -> Rollout:
+    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`."""
+    batch, window_len = window.shape
+    t_branch = br.branch_starts(t, rcfg.group_size)
+    window_cache = model_lib.init_cache(cfg, batch, window_len)
+    _, window_cache = model_lib.prefill(params, cfg, window, window_cache)
+
+    def prefix_fn(queries):
+        return model_lib.prefix_from_cache(window_cache, br.window_mask(t_branch, window_len, queries))
+
+    cache = model_lib.init_cache(cfg, batch, rcfg.branch_len, branches=t_branch.shape[1])
+    open_tok, open_pos = br.open_marker(rcfg, t_branch)
+    logits, cache = model_lib.extend(params, cfg, open_tok, open_pos, cache, prefix=prefix_fn(open_tok.shape[-1]))
+    start = DecodeState.start(logits[:, :, -1], cache, key, rcfg.thought_len)
+    decoded = decode_loop(params, cfg, start, thought_sampler(rcfg), br.thought_start(rcfg, t_branch),
+                          prefix=prefix_fn(1))
+    return finish_thoughts(params, cfg, rcfg, window, t_branch, decoded, prefix_fn)
+
+
+rollout_thoughts_jit = jax.jit(rollout_thoughts, static_argnames=("cfg", "rcfg"))
