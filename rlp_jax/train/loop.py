@@ -91,23 +91,6 @@ def evaluate(cfg, eval_step, state, mesh, vocab_size: int) -> dict:
     return {k: float(np.float32(v)) for k, v in totals.items()}
 
 
-PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/nll", "train/tokens_per_s"]
-
-
-def write_plots(run_dir: str) -> str | None:
-    """`plots/training.png` from metrics.jsonl (skipped, with a note, without matplotlib)."""
-    try:
-        from rlp_jax.evaluation import report
-
-        os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-        path = os.path.join(run_dir, "plots", "training.png")
-        records = report.read_metrics(run_dir)
-        return path if report.plot_curves({os.path.basename(run_dir): (records, 1.0)}, PLOT_KEYS, path) else None
-    except ImportError as err:
-        print(f"rlp-jax: no plots ({err})", file=sys.stderr)
-        return None
-
-
 def train(cfg: config_lib.TrainConfig) -> dict:
     """Run (or resume) the configured training; returns a summary dict."""
     distributed.initialize(cfg.distributed)
@@ -119,7 +102,7 @@ def train(cfg: config_lib.TrainConfig) -> dict:
     from rlp_jax.objectives import rlp
     from rlp_jax.model import sharding
     from rlp_jax.train import step as train_step
-    from rlp_jax.train.metrics import MetricsLogger
+    from rlp_jax.train import metrics as metrics_lib
 
     mesh = sharding.make_mesh(cfg.mesh)
     cfg, tokenizer = train_setup.resolve(cfg)
@@ -159,7 +142,7 @@ def train(cfg: config_lib.TrainConfig) -> dict:
         state, start = init(params, jax.random.key(run.seed + 1)), 0
         del params
 
-    logger = MetricsLogger(run.run_dir, main, start, run.steps, run.progress)
+    logger = metrics_lib.MetricsLogger(run.run_dir, main, start, run.steps, run.progress)
     preemption = Preemption()
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     last_eval, stopped, done = {}, "finished", start
@@ -201,7 +184,7 @@ def train(cfg: config_lib.TrainConfig) -> dict:
         if hasattr(iterator, "close"):
             iterator.close()
     if main:
-        write_plots(run.run_dir)
+        metrics_lib.write_training_plot(run.run_dir)
     summary = {"status": stopped, "step": done, "run_dir": run.run_dir, "checkpoints": ckpt_dir,
                "skipped": meta["skipped"], "last_eval": last_eval}
     if stopped == "preempted":
