@@ -8,6 +8,15 @@ Resume is exact: the state carries the rng, the checkpoint carries the Grain ite
 state, and the compiled program is the same, so a resumed run reproduces an
 uninterrupted one bit for bit on CPU. SIGTERM (preemption) saves the current step and
 returns normally (exit code 0).
+
+Metrics are fetched one step late, as MaxText buffers them: step N's metrics stay on the
+device until step N+1 has been dispatched, so the host never waits for a step that it
+could already be queueing behind. Step N's metrics are fetched at once only where a
+decision at step N needs them: before its eval, and before its checkpoint (its non-finite
+flag decides whether it may be saved, and its skip count is saved with it). So
+`run.nonfinite=stop` still never saves a non-finite step; at most one step past it has
+been dispatched, and is dropped. `metrics.jsonl` and TensorBoard get the same records in
+the same order as with a fetch after every step; the last step is flushed at the end.
 """
 
 from __future__ import annotations
@@ -117,6 +126,15 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
 
 
 @dataclasses.dataclass
+class _LateMetrics:
+    """One step's metrics: device arrays until `_fetch` brings them to the host."""
+
+    step: int
+    on_device: dict
+    host: dict | None = None
+
+
+@dataclasses.dataclass
 class _Session:
     """What one `train()` call holds: resources to close, the state, and progress so far."""
 
@@ -134,6 +152,7 @@ class _Session:
     status: str = "finished"
     logger: Any = None
     preemption: Preemption | None = None
+    pending: _LateMetrics | None = None  # the last dispatched step's metrics, until logged
     clock: float = 0.0  # when the previous step's metrics arrived (or an eval ended)
 
 
@@ -192,29 +211,46 @@ def _close(session: _Session) -> None:
 # ----------------------------------------------------------------------------- one step
 
 
-def _take_step(session: _Session, step: int) -> dict:
-    """Run step `step` on the next global batch; its metrics as floats, non-finite policy applied."""
-    import jax
-
+def _dispatch(session: _Session, step: int) -> None:
+    """Queue step `step` on the next global batch, then log the previous step while it runs."""
     window = train_data.global_batch(next(session.iterator)["tokens"], session.mesh)
     session.state, on_device = session.programs.step(session.state, window)
     session.done = step
-    metrics = {k: float(v) for k, v in jax.device_get(on_device).items()}
-    if metrics["nonfinite"] and session.cfg.run.nonfinite == "stop":
-        raise UserError(f"non-finite loss or gradient at step {step} (run.nonfinite=stop); stopped "
-                        f"without saving it; the last good checkpoint is step {session.manager.latest_step()}")
-    session.meta["skipped"] += int(metrics["nonfinite"])
-    now = time.perf_counter()
-    tokens_per_step = session.cfg.data.batch_size * session.cfg.data.seq_len
-    metrics.update(skipped_total=session.meta["skipped"], tokens_per_s=tokens_per_step / (now - session.clock),
-                   step_time_s=now - session.clock)
-    session.clock = now
-    return metrics
+    _flush(session)
+    session.pending = _LateMetrics(step, on_device)
+
+
+def _fetch(session: _Session) -> dict:
+    """The pending step's metrics as floats (waits for that step); non-finite policy applied once."""
+    import jax
+
+    late = session.pending
+    if late.host is None:
+        metrics = {k: float(v) for k, v in jax.device_get(late.on_device).items()}
+        if metrics["nonfinite"] and session.cfg.run.nonfinite == "stop":
+            raise UserError(f"non-finite loss or gradient at step {late.step} (run.nonfinite=stop); stopped "
+                            f"without saving it; the last good checkpoint is step {session.manager.latest_step()}")
+        session.meta["skipped"] += int(metrics["nonfinite"])
+        now = time.perf_counter()
+        tokens_per_step = session.cfg.data.batch_size * session.cfg.data.seq_len
+        metrics.update(skipped_total=session.meta["skipped"], tokens_per_s=tokens_per_step / (now - session.clock),
+                       step_time_s=now - session.clock)
+        session.clock = now
+        late.host = metrics
+    return late.host
+
+
+def _flush(session: _Session) -> None:
+    """Fetch and log the pending step's metrics, if a step is pending."""
+    if session.pending is not None:
+        _log(session, session.pending.step, _fetch(session))
+        session.pending = None
 
 
 def _evaluate_if_due(session: _Session, step: int) -> None:
     every = session.cfg.run.eval_every
     if every and step % every == 0:
+        _fetch(session)  # under run.nonfinite=stop a non-finite step ends the run before its eval
         session.last_eval = evaluate(session.cfg, session.programs.eval_step, session.state, session.mesh,
                                      session.cfg.model.vocab_size)
         session.logger.log(step, session.last_eval, prefix="eval")
@@ -231,12 +267,18 @@ def _log(session: _Session, step: int, metrics: dict) -> None:
 
 
 def _checkpoint(session: _Session, step: int) -> bool:
-    """Save `step` if due (always on the last step or a SIGTERM); True if preempted (stop now)."""
+    """Save `step` if due (always on the last step or a SIGTERM); True if preempted (stop now).
+
+    The decision is taken here (same rule as Orbax's own: `should_save` unless forced) so
+    that the step's metrics are fetched first: its non-finite flag decides whether it may be
+    saved, and its skip count goes into the checkpoint's meta.
+    """
     from rlp_jax.train import checkpoint
 
     preempted = session.preemption.requested()
-    checkpoint.save(session.manager, step, session.state, session.iterator, session.meta,
-                    force=preempted or step == session.cfg.run.steps)
+    if preempted or step == session.cfg.run.steps or session.manager.should_save(step):
+        _flush(session)
+        checkpoint.save(session.manager, step, session.state, session.iterator, dict(session.meta), force=True)
     if preempted:
         session.status = "preempted"
     return preempted
@@ -247,13 +289,13 @@ def _train_steps(session: _Session) -> None:
     run = session.cfg.run
     session.clock = time.perf_counter()
     for step in range(session.start + 1, run.steps + 1):
-        metrics = _take_step(session, step)
+        _dispatch(session, step)
         _evaluate_if_due(session, step)
-        _log(session, step, metrics)
         if _checkpoint(session, step):
             break
         if run.sleep_per_step:
             time.sleep(run.sleep_per_step)
+    _flush(session)
 
 
 def _finish(session: _Session) -> dict:
