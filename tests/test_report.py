@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rlp_jax.errors import UserError
-from rlp_jax.evaluation.report import fit_power_law, plot_curves, read_metrics
+from rlp_jax.evaluation.report import fit_power_law
+from rlp_jax.train.metrics import plot_curves, read_metrics
 
 
 @pytest.mark.parametrize("a,alpha,p_star", [(-3.0e4, 0.35, 0.62), (5.0e3, 0.2, 0.1)])

@@ -34,7 +34,8 @@ def run(args) -> int:
 
     from rlp_jax.errors import UserError
     from rlp_jax.evaluation.evaluate import BUCKETS
-    from rlp_jax.evaluation.report import fit_power_law, plot_curves, read_metrics, series
+    from rlp_jax.evaluation.report import fit_power_law
+    from rlp_jax.train.metrics import plot_curves, read_metrics, series
 
     runs = {}
     for run_dir in args.runs:

@@ -18,6 +18,15 @@ FAMILIES = ("llama", "qwen3")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
+def _hashable(value):
+    """`value` with dicts frozen to sorted item tuples and lists to tuples (for rope_scaling)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Decoder-only transformer of the Llama / Qwen3 families."""
@@ -47,6 +56,10 @@ class ModelConfig:
 
     def __post_init__(self):
         self.validate()
+        # Configs are static jit arguments, hashed on every dispatch: hash the fields once
+        # (configs are values, never mutated; `replace` builds a new one).
+        fields = tuple(_hashable(getattr(self, f.name)) for f in dataclasses.fields(self))
+        object.__setattr__(self, "_hash", hash(fields))
 
     def validate(self) -> None:
         def need(cond: bool, message: str) -> None:
@@ -72,8 +85,8 @@ class ModelConfig:
             need(kind in ("linear", "llama3", "default"),
                  f"unsupported rope_scaling type {kind!r} (supported: linear, llama3)")
 
-    def __hash__(self) -> int:  # rope_scaling is a dict; configs are static jit arguments
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+    def __hash__(self) -> int:
+        return self._hash
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

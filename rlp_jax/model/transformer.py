@@ -8,8 +8,9 @@ One set of weights serves every entry point:
 * `extend`       the general form behind both: tokens `[B, R, S]` laid out as R branches
                  per row, attending to an optional *shared prefix* (e.g. a window's
                  prefilled cache, visible to all branches through a per-branch mask) plus
-                 either their own causal keys or a per-branch cache. Thought rollouts
-                 (DESIGN §3.3) are this call with R = K·G branches.
+                 either their own causal keys or a per-branch cache. Thought rollouts are
+                 this call with R = K·G branches (docs/architecture.md, "Prefix-shared
+                 branch attention").
 
 Parameters carry logical axis names (`vocab`, `embed`, `heads`, `kv_heads`, `head_dim`,
 `mlp`, `layers`); `rlp_jax.model.sharding` maps them to mesh axes.
@@ -168,10 +169,7 @@ class Transformer(nn.Module):
     def __call__(self, tokens, inputs: _LayerInputs, ctx: _Context):
         cfg = self.cfg
         dtype, pdtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
-        embed = nn.Embed(
-            cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=pdtype, name="embed",
-            embedding_init=nn.with_logical_partitioning(_INIT, ("vocab", "embed")),
-        )
+        embed = _embedding(cfg)
         x = embed(tokens)
         x = nn.with_logical_constraint(x, ("act_batch", None, "act_length", "act_embed"))
         layer = DecoderLayer
@@ -194,31 +192,43 @@ class Transformer(nn.Module):
         x = RMSNorm(cfg.rms_eps, dtype=dtype, param_dtype=pdtype, name="final_norm")(x)
         if not self.head:
             return x, new_kv
-        if cfg.tie_embeddings:
-            logits = embed.attend(x)
-        else:
-            logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
-        return logits.astype(jnp.float32), new_kv
+        return _vocab_head(cfg, embed, x), new_kv
 
 
-def _head_module(cfg: ModelConfig) -> nn.Module:
-    dtype, pdtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+def _embedding(cfg: ModelConfig) -> nn.Embed:
+    return nn.Embed(
+        cfg.vocab_size, cfg.d_model, dtype=_dtype(cfg.dtype), param_dtype=_dtype(cfg.param_dtype), name="embed",
+        embedding_init=nn.with_logical_partitioning(_INIT, ("vocab", "embed")),
+    )
+
+
+def _vocab_head(cfg: ModelConfig, embed: nn.Embed, x) -> jax.Array:
+    """The one definition of the output head: the embedding transposed if tied, else `lm_head`."""
     if cfg.tie_embeddings:
-        return nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, param_dtype=pdtype)
-    return _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")
+        logits = embed.attend(x)
+    else:
+        logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
+    return logits.astype(jnp.float32)
+
+
+class _HeadOnly(nn.Module):
+    """`_vocab_head` alone, under the same parameter names as in `Transformer`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, hidden):
+        return _vocab_head(self.cfg, _embedding(self.cfg), hidden)
 
 
 def head_logits(params: Params, cfg: ModelConfig, hidden) -> jax.Array:
     """The vocabulary head on hidden states from `head=False` calls: float32 logits `[..., V]`.
 
-    The same modules as inside `Transformer`, so the logits match a full call bit for bit.
+    The same code as the end of `Transformer`, so the logits match a full call bit for bit.
     """
     inner = params["params"]
-    if cfg.tie_embeddings:
-        logits = _head_module(cfg).apply({"params": inner["embed"]}, hidden, method="attend")
-    else:
-        logits = _head_module(cfg).apply({"params": inner["lm_head"]}, hidden)
-    return logits.astype(jnp.float32)
+    head_params = {name: inner[name] for name in ("embed", "lm_head") if name in inner}
+    return _HeadOnly(cfg).apply({"params": head_params}, hidden)
 
 
 # ----------------------------------------------------------------------------- entry points

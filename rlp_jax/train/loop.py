@@ -1,4 +1,4 @@
-"""The training loop behind `rlp-jax train`, readable top to bottom:
+"""The training loop behind `rlp-jax train`; `train()` reads top to bottom:
 
     join the multi-host job → mesh → resolve config (data, tokenizer, model) → compiled
     step + eval → resume from the latest checkpoint, else initialize → for each step:
@@ -8,47 +8,31 @@ Resume is exact: the state carries the rng, the checkpoint carries the Grain ite
 state, and the compiled program is the same, so a resumed run reproduces an
 uninterrupted one bit for bit on CPU. SIGTERM (preemption) saves the current step and
 returns normally (exit code 0).
+
+Metrics are fetched one step late, as MaxText buffers them: step N's metrics stay on the
+device until step N+1 has been dispatched, so the host never waits for a step that it
+could already be queueing behind. Step N's metrics are fetched at once only where a
+decision at step N needs them: before its eval, and before its checkpoint (its non-finite
+flag decides whether it may be saved, and its skip count is saved with it). So
+`run.nonfinite=stop` still never saves a non-finite step; at most one step past it has
+been dispatched, and is dropped. `metrics.jsonl` and TensorBoard get the same records in
+the same order as with a fetch after every step; the last step is flushed at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 import time
+from typing import Any, Callable
 
-from rlp_jax.train import config as config_lib
-from rlp_jax.train import distributed
-from rlp_jax.train import data as train_data
-from rlp_jax.train import setup as train_setup
 from rlp_jax.errors import UserError
-
-SUMMARY_KEYS = {"rlp": ("reward_mean", "loss"), "ntp": ("loss",)}
-
-
-class Preemption:
-    """Remembers a SIGTERM; `requested()` agrees across processes (any host preempted)."""
-
-    def __init__(self):
-        self.flag = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame):
-        self.flag = True
-
-    def requested(self) -> bool:
-        import jax
-
-        if jax.process_count() == 1:
-            return self.flag
-        import numpy as np
-        from jax.experimental import multihost_utils
-
-        return bool(np.any(multihost_utils.process_allgather(np.array(self.flag))))
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+from rlp_jax.train import config as config_lib
+from rlp_jax.train import data as train_data
+from rlp_jax.train import distributed
+from rlp_jax.train import setup as train_setup
+from rlp_jax.train.preemption import Preemption
 
 
 def _say(text: str) -> None:
@@ -91,122 +75,258 @@ def evaluate(cfg, eval_step, state, mesh, vocab_size: int) -> dict:
     return {k: float(np.float32(v)) for k, v in totals.items()}
 
 
-PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/nll", "train/tokens_per_s"]
+# ----------------------------------------------------------------------------- setup
 
 
-def write_plots(run_dir: str) -> str | None:
-    """`plots/training.png` from metrics.jsonl (skipped, with a note, without matplotlib)."""
-    try:
-        from rlp_jax.evaluation import report
-
-        os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-        path = os.path.join(run_dir, "plots", "training.png")
-        records = report.read_metrics(run_dir)
-        return path if report.plot_curves({os.path.basename(run_dir): (records, 1.0)}, PLOT_KEYS, path) else None
-    except ImportError as err:
-        print(f"rlp-jax: no plots ({err})", file=sys.stderr)
-        return None
-
-
-def train(cfg: config_lib.TrainConfig) -> dict:
-    """Run (or resume) the configured training; returns a summary dict."""
-    distributed.initialize(cfg.distributed)
+def _resolve(cfg: config_lib.TrainConfig):
+    """The mesh and the resolved config (data, tokenizer, model), written to `config.yaml`."""
     import jax
-    import numpy as np
 
-    from rlp_jax.train import checkpoint
-    from rlp_jax.model import transformer as model
-    from rlp_jax.objectives import rlp
     from rlp_jax.model import sharding
-    from rlp_jax.train import step as train_step
-    from rlp_jax.train.metrics import MetricsLogger
 
     mesh = sharding.make_mesh(cfg.mesh)
     cfg, tokenizer = train_setup.resolve(cfg)
     train_setup.check_mesh(cfg, mesh, jax.process_count())
     if cfg.run.objective == "rpt" and jax.process_count() > 1:
         raise UserError("run.objective=rpt scores decoded text on one host; multi-process RPT is not supported yet")
-    run, main = cfg.run, jax.process_index() == 0
     text = config_lib.dump_yaml(cfg)
-    if main:
-        os.makedirs(run.run_dir, exist_ok=True)
-        with open(os.path.join(run.run_dir, "config.yaml"), "w") as f:
+    if jax.process_index() == 0:
+        os.makedirs(cfg.run.run_dir, exist_ok=True)
+        with open(os.path.join(cfg.run.run_dir, "config.yaml"), "w") as f:
             f.write(text)
         print("# resolved config\n" + text, flush=True)
+    return cfg, tokenizer, mesh
 
+
+@dataclasses.dataclass
+class _Programs:
+    """The compiled train and eval steps, and the train state's shapes and shardings."""
+
+    step: Callable
+    eval_step: Callable
+    state_like: Any
+    shardings: Any
+
+
+def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
+    import jax
+
+    from rlp_jax.model import transformer as model
+    from rlp_jax.objectives import rlp
+    from rlp_jax.train import step as train_step
+
+    run = cfg.run
     state_like = jax.eval_shape(lambda k: rlp.init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
                                 jax.random.key(0))
     step_fn, shardings = train_step.make_train_step(run.objective, cfg.model, cfg.rlp, cfg.optimizer, mesh,
                                                     state_like, skip_nonfinite=run.nonfinite == "skip",
                                                     tokenizer=tokenizer, pcfg=cfg.rpt)
     eval_step = train_step.make_eval_step(run.objective, cfg.model, cfg.rlp, mesh, shardings.params)
-    vocab = cfg.model.vocab_size
-    iterator = train_data.make_train_iterator(cfg, vocab, jax.process_index(), jax.process_count())
+    return _Programs(step_fn, eval_step, state_like, shardings)
+
+
+@dataclasses.dataclass
+class _LateMetrics:
+    """One step's metrics: device arrays until `_fetch` brings them to the host."""
+
+    step: int
+    on_device: dict
+    host: dict | None = None
+
+
+@dataclasses.dataclass
+class _Session:
+    """What one `train()` call holds: resources to close, the state, and progress so far."""
+
+    cfg: config_lib.TrainConfig
+    mesh: Any
+    programs: _Programs
+    iterator: Any
+    manager: Any
+    checkpoint_dir: str
+    state: Any = None
+    start: int = 0
+    done: int = 0  # the last step taken
+    meta: dict = dataclasses.field(default_factory=dict)  # saved with every checkpoint
+    last_eval: dict = dataclasses.field(default_factory=dict)
+    status: str = "finished"
+    logger: Any = None
+    preemption: Preemption | None = None
+    pending: _LateMetrics | None = None  # the last dispatched step's metrics, until logged
+    clock: float = 0.0  # when the previous step's metrics arrived (or an eval ended)
+
+
+def _open(cfg: config_lib.TrainConfig, mesh, programs: _Programs) -> _Session:
+    """Data iterator, checkpoint manager, restored or initial state, metrics logger, SIGTERM handler."""
+    import jax
+
+    from rlp_jax.train import checkpoint
+    from rlp_jax.train import metrics as metrics_lib
+
+    run = cfg.run
+    iterator = train_data.make_train_iterator(cfg, cfg.model.vocab_size, jax.process_index(), jax.process_count())
     ckpt_dir = run.checkpoint_dir or os.path.join(run.run_dir, "checkpoints")
     manager = checkpoint.make_manager(ckpt_dir, run.checkpoint_every, run.keep, run.async_checkpoint)
-    meta = {"config": cfg.to_dict(), "skipped": 0}
+    session = _Session(cfg, mesh, programs, iterator, manager, ckpt_dir,
+                       meta={"config": cfg.to_dict(), "skipped": 0})
+    _restore_or_init(session)
+    session.logger = metrics_lib.MetricsLogger(run.run_dir, jax.process_index() == 0, session.start, run.steps,
+                                               run.progress)
+    session.preemption = Preemption()
+    return session
 
+
+def _restore_or_init(session: _Session) -> None:
+    """Resume from the latest checkpoint (same model only), else initialize a fresh state."""
+    import jax
+
+    from rlp_jax.objectives import rlp
+    from rlp_jax.train import checkpoint
+
+    cfg, programs, manager = session.cfg, session.programs, session.manager
     latest = manager.latest_step()
     if latest is not None:
         saved = checkpoint.read_meta(manager, latest)
         _check_same_model(saved, cfg)
-        state, start = checkpoint.restore(manager, state_like, shardings, iterator)
-        meta["skipped"] = int(saved.get("skipped", 0))
-        _say(f"resumed from checkpoint step {start} in {ckpt_dir}")
+        session.state, session.start = checkpoint.restore(manager, programs.state_like, programs.shardings,
+                                                          session.iterator)
+        session.meta["skipped"] = int(saved.get("skipped", 0))
+        _say(f"resumed from checkpoint step {session.start} in {session.checkpoint_dir}")
     else:
-        params = train_setup.initial_params(cfg, mesh, shardings.params)
-        init = jax.jit(lambda p, k: rlp.init_state(p, cfg.optimizer, k), out_shardings=shardings)
-        state, start = init(params, jax.random.key(run.seed + 1)), 0
-        del params
+        params = train_setup.initial_params(cfg, session.mesh, programs.shardings.params)
+        init = jax.jit(lambda p, k: rlp.init_state(p, cfg.optimizer, k), out_shardings=programs.shardings)
+        session.state, session.start = init(params, jax.random.key(cfg.run.seed + 1)), 0
+    session.done = session.start
 
-    logger = MetricsLogger(run.run_dir, main, start, run.steps, run.progress)
-    preemption = Preemption()
-    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
-    last_eval, stopped, done = {}, "finished", start
-    try:
-        clock = time.perf_counter()
-        for done in range(start + 1, run.steps + 1):
-            window = train_data.global_batch(next(iterator)["tokens"], mesh)
-            state, metrics = step_fn(state, window)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if metrics["nonfinite"] and run.nonfinite == "stop":
-                raise UserError(f"non-finite loss or gradient at step {done} (run.nonfinite=stop); stopped "
-                                f"without saving it; the last good checkpoint is step {manager.latest_step()}")
-            meta["skipped"] += int(metrics["nonfinite"])
-            now = time.perf_counter()
-            metrics.update(skipped_total=meta["skipped"], tokens_per_s=tokens_per_step / (now - clock),
-                           step_time_s=now - clock)
-            clock = now
-            if run.eval_every and done % run.eval_every == 0:
-                last_eval = evaluate(cfg, eval_step, state, mesh, vocab)
-                logger.log(done, last_eval, prefix="eval")
-                clock = time.perf_counter()
-            if done % run.log_every == 0 or done == run.steps:
-                logger.log(done, metrics)
-            logger.bar(done, {"reward": metrics.get("reward_mean", float("nan")),
-                              "loss": metrics["loss"], "eval_ig": last_eval.get("info_gain", float("nan")),
+
+def _close(session: _Session) -> None:
+    session.manager.wait_until_finished()
+    session.manager.close()
+    session.logger.close()
+    session.preemption.restore()
+    if hasattr(session.iterator, "close"):
+        session.iterator.close()
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def _dispatch(session: _Session, step: int) -> None:
+    """Queue step `step` on the next global batch, then log the previous step while it runs."""
+    window = train_data.global_batch(next(session.iterator)["tokens"], session.mesh)
+    session.state, on_device = session.programs.step(session.state, window)
+    session.done = step
+    _flush(session)
+    session.pending = _LateMetrics(step, on_device)
+
+
+def _fetch(session: _Session) -> dict:
+    """The pending step's metrics as floats (waits for that step); non-finite policy applied once."""
+    import jax
+
+    late = session.pending
+    if late.host is None:
+        metrics = {k: float(v) for k, v in jax.device_get(late.on_device).items()}
+        if metrics["nonfinite"] and session.cfg.run.nonfinite == "stop":
+            raise UserError(f"non-finite loss or gradient at step {late.step} (run.nonfinite=stop); stopped "
+                            f"without saving it; the last good checkpoint is step {session.manager.latest_step()}")
+        session.meta["skipped"] += int(metrics["nonfinite"])
+        now = time.perf_counter()
+        tokens_per_step = session.cfg.data.batch_size * session.cfg.data.seq_len
+        metrics.update(skipped_total=session.meta["skipped"], tokens_per_s=tokens_per_step / (now - session.clock),
+                       step_time_s=now - session.clock)
+        session.clock = now
+        late.host = metrics
+    return late.host
+
+
+def _flush(session: _Session) -> None:
+    """Fetch and log the pending step's metrics, if a step is pending."""
+    if session.pending is not None:
+        _log(session, session.pending.step, _fetch(session))
+        session.pending = None
+
+
+def _evaluate_if_due(session: _Session, step: int) -> None:
+    every = session.cfg.run.eval_every
+    if every and step % every == 0:
+        _fetch(session)  # under run.nonfinite=stop a non-finite step ends the run before its eval
+        session.last_eval = evaluate(session.cfg, session.programs.eval_step, session.state, session.mesh,
+                                     session.cfg.model.vocab_size)
+        session.logger.log(step, session.last_eval, prefix="eval")
+        session.clock = time.perf_counter()  # step times leave the eval out
+
+
+def _log(session: _Session, step: int, metrics: dict) -> None:
+    run = session.cfg.run
+    if step % run.log_every == 0 or step == run.steps:
+        session.logger.log(step, metrics)
+    session.logger.bar(step, {"reward": metrics.get("reward_mean", float("nan")), "loss": metrics["loss"],
+                              "eval_ig": session.last_eval.get("info_gain", float("nan")),
                               "tok/s": metrics["tokens_per_s"]})
-            preempted = preemption.requested()
-            checkpoint.save(manager, done, state, iterator, meta, force=preempted or done == run.steps)
-            if preempted:
-                stopped = "preempted"
-                break
-            if run.sleep_per_step:
-                time.sleep(run.sleep_per_step)
+
+
+def _checkpoint(session: _Session, step: int) -> bool:
+    """Save `step` if due (always on the last step or a SIGTERM); True if preempted (stop now).
+
+    The decision is taken here (same rule as Orbax's own: `should_save` unless forced) so
+    that the step's metrics are fetched first: its non-finite flag decides whether it may be
+    saved, and its skip count goes into the checkpoint's meta.
+    """
+    from rlp_jax.train import checkpoint
+
+    preempted = session.preemption.requested()
+    if preempted or step == session.cfg.run.steps or session.manager.should_save(step):
+        _flush(session)
+        checkpoint.save(session.manager, step, session.state, session.iterator, dict(session.meta), force=True)
+    if preempted:
+        session.status = "preempted"
+    return preempted
+
+
+def _train_steps(session: _Session) -> None:
+    """Steps start+1 … run.steps, or until a SIGTERM (after saving the step it arrived in)."""
+    run = session.cfg.run
+    session.clock = time.perf_counter()
+    for step in range(session.start + 1, run.steps + 1):
+        _dispatch(session, step)
+        _evaluate_if_due(session, step)
+        if _checkpoint(session, step):
+            break
+        if run.sleep_per_step:
+            time.sleep(run.sleep_per_step)
+    _flush(session)
+
+
+def _finish(session: _Session) -> dict:
+    """The end-of-run plot and the summary `train()` returns."""
+    import jax
+
+    from rlp_jax.train import metrics as metrics_lib
+
+    if jax.process_index() == 0:
+        metrics_lib.write_training_plot(session.cfg.run.run_dir)
+    if session.status == "preempted":
+        _say(f"SIGTERM: saved checkpoint step {session.done} in {session.checkpoint_dir}; "
+             "rerun the same command to resume")
+    return {"status": session.status, "step": session.done, "run_dir": session.cfg.run.run_dir,
+            "checkpoints": session.checkpoint_dir, "skipped": session.meta["skipped"],
+            "last_eval": session.last_eval}
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def train(cfg: config_lib.TrainConfig) -> dict:
+    """Run (or resume) the configured training; returns a summary dict."""
+    distributed.initialize(cfg.distributed)
+    cfg, tokenizer, mesh = _resolve(cfg)
+    session = _open(cfg, mesh, _compile(cfg, tokenizer, mesh))
+    try:
+        _train_steps(session)
     finally:
-        manager.wait_until_finished()
-        manager.close()
-        logger.close()
-        preemption.restore()
-        if hasattr(iterator, "close"):
-            iterator.close()
-    if main:
-        write_plots(run.run_dir)
-    summary = {"status": stopped, "step": done, "run_dir": run.run_dir, "checkpoints": ckpt_dir,
-               "skipped": meta["skipped"], "last_eval": last_eval}
-    if stopped == "preempted":
-        _say(f"SIGTERM: saved checkpoint step {done} in {ckpt_dir}; rerun the same command to resume")
-    return summary
+        _close(session)
+    return _finish(session)
 
 
 def main(config_path: str | None, overrides: list[str]) -> int:

@@ -1,8 +1,11 @@
 """Where a run's numbers go: `metrics.jsonl` (one JSON object per logged step), TensorBoard
-event files (`tb/`, written by tensorboardX, which needs no TensorFlow) and a tqdm bar.
+event files (`tb/`, written by tensorboardX, which needs no TensorFlow), a tqdm bar, and
+the curves drawn from `metrics.jsonl` (`plots/training.png` at the end of a run).
 
 Only process 0 writes. On resume from step s, lines past s (from the interrupted run)
-are dropped first, so the file always describes one consistent history.
+are dropped first, so the file always describes one consistent history. Reading and
+plotting live here, beside the writer, so the training loop needs nothing from
+`rlp_jax.evaluation` (`rlp-jax report` imports them from here).
 """
 
 from __future__ import annotations
@@ -12,8 +15,14 @@ import math
 import os
 import sys
 
+import numpy as np
+
+from rlp_jax.errors import UserError, jsonl_records
+
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
+PLOTS_DIR = "plots"
+TRAINING_PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/nll", "train/tokens_per_s"]
 
 
 def _number(value):
@@ -85,3 +94,65 @@ class MetricsLogger:
             if handle is not None:
                 handle.close()
         self._bar = self._tb = self._file = None
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found: is {run_dir} a run directory?")
+    return [record for _, record in jsonl_records(path)]
+
+
+def series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric across records that have it."""
+    pairs = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    steps, values = zip(*pairs)
+    return np.asarray(steps, np.float64), np.asarray(values, np.float64)
+
+
+def plot_curves(runs: dict[str, tuple[list[dict], float]], keys: list[str], path: str,
+                x_axis: str = "step") -> list[str]:
+    """One panel per metric key, one line per run; x is steps or cumulative FLOPs.
+
+    `runs` maps a label to (records, flops_per_step). Returns the keys actually drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = [k for k in keys if any(series(r, k)[0].size for r, _ in runs.values())]
+    if not drawn:
+        return []
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(7, 2.6 * len(drawn)), squeeze=False)
+    for ax, key in zip(axes[:, 0], drawn):
+        for label, (records, flops_per_step) in runs.items():
+            steps, values = series(records, key)
+            if steps.size:
+                x = steps if x_axis == "step" else steps * flops_per_step
+                ax.plot(x, values, marker=".", label=label)
+        ax.set_ylabel(key.split("/", 1)[-1], fontsize=8)
+        if x_axis == "flops":
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("step" if x_axis == "step" else "training FLOPs (rollouts included)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def write_training_plot(run_dir: str) -> str | None:
+    """`plots/training.png` from metrics.jsonl (skipped, with a note, without matplotlib)."""
+    try:
+        os.makedirs(os.path.join(run_dir, PLOTS_DIR), exist_ok=True)
+        path = os.path.join(run_dir, PLOTS_DIR, "training.png")
+        records = read_metrics(run_dir)
+        drawn = plot_curves({os.path.basename(run_dir): (records, 1.0)}, TRAINING_PLOT_KEYS, path)
+        return path if drawn else None
+    except ImportError as err:
+        print(f"rlp-jax: no plots ({err})", file=sys.stderr)
+        return None
