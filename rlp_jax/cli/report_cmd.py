@@ -20,12 +20,13 @@ def step_flops(run_dir: str) -> float:
     from rlp_jax.evaluation import flops
 
     cfg = config_lib.from_dict(config_lib.read_yaml(os.path.join(run_dir, "config.yaml")))
-    data, rcfg = cfg.data, cfg.rlp
+    data, rollout = cfg.data, cfg.rollout
     if cfg.run.objective == "ntp":
         return flops.ntp_step_flops(cfg.model, data.batch_size, data.seq_len)
-    markers = max(len(rcfg.open_ids) + len(rcfg.close_ids), 2)
-    return flops.rlp_step_flops(cfg.model, data.batch_size, data.seq_len, rcfg.positions_per_window,
-                                rcfg.group_size, rcfg.thought_len, markers, rcfg.updates_per_rollout)["total"]
+    markers = max(len(rollout.open_ids) + len(rollout.close_ids), 2)
+    updates = getattr(cfg, cfg.run.objective).updates_per_rollout
+    return flops.rlp_step_flops(cfg.model, data.batch_size, data.seq_len, rollout.positions_per_window,
+                                rollout.group_size, rollout.thought_len, markers, updates)["total"]
 
 
 def run(args) -> int:
@@ -33,7 +34,7 @@ def run(args) -> int:
     import os
 
     from rlp_jax.errors import UserError
-    from rlp_jax.evaluation.evaluate import BUCKETS
+    from rlp_jax.rollout.positions import BUCKETS
     from rlp_jax.evaluation.report import fit_power_law
     from rlp_jax.train.metrics import plot_curves, read_metrics, series
 

@@ -153,14 +153,6 @@ def batch_sharding(mesh: Mesh, ndim: int, rules=DEFAULT_RULES) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(axes or None, *([None] * (ndim - 1))))
 
 
-def _mesh_context(mesh: Mesh):
-    """The current JAX's way to make `mesh` the ambient mesh (the API moved across 0.10–0.12)."""
-    for holder, name in ((jax, "set_mesh"), (jax.sharding, "use_mesh")):
-        if hasattr(holder, name):
-            return getattr(holder, name)(mesh)
-    return mesh
-
-
 def sharded_jit(fn: Callable, mesh: Mesh, in_shardings=None, out_shardings=None,
                 donate_argnums=(), static_argnums=(), rules=DEFAULT_RULES) -> Callable:
     """`jax.jit` with explicit shardings, run under the mesh and logical axis rules.
@@ -175,7 +167,7 @@ def sharded_jit(fn: Callable, mesh: Mesh, in_shardings=None, out_shardings=None,
                      donate_argnums=donate_argnums, static_argnums=static_argnums)
 
     def call(*args, **kwargs):
-        with _mesh_context(mesh):
+        with jax.sharding.use_mesh(mesh) if hasattr(jax.sharding, "use_mesh") else mesh:
             return jitted(*args, **kwargs)
 
     call.lower = jitted.lower

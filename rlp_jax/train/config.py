@@ -272,12 +272,32 @@ def read_yaml(path: str) -> dict:
     return data
 
 
+ROLLOUT_KEYS = tuple(f.name for f in dataclasses.fields(RolloutConfig))
+
+
+def upgrade(tree: dict) -> dict:
+    """Configs written before the `rollout:` section existed kept the rollout settings and
+    `ema_decay` under `rlp:`; move them to where they live now (run directories and user
+    files keep working)."""
+    old = tree.get("rlp")
+    if isinstance(old, dict):
+        moved = {k: old.pop(k) for k in list(old) if k in ROLLOUT_KEYS}
+        if moved:
+            rollout = tree.setdefault("rollout", {})
+            if isinstance(rollout, dict):
+                tree["rollout"] = {**moved, **rollout}
+        if "ema_decay" in old:
+            tree.setdefault("ema_decay", old.pop("ema_decay"))
+    return tree
+
+
 def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults ← YAML file ← overrides, validated (sections and cross-section checks)."""
     tree = read_yaml(path) if path else {}
     for text in overrides:
         parts, value = parse_override(text)
         _merge(tree, parts, value)
+    tree = upgrade(tree)
     cfg = _section_from(TrainConfig(), tree, "")
     check(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     return cfg
@@ -322,4 +342,4 @@ def dump_yaml(cfg: TrainConfig) -> str:
 
 def from_dict(tree: dict) -> TrainConfig:
     """The inverse of `to_dict` (used for the config stored in checkpoints)."""
-    return _section_from(TrainConfig(), tree, "")
+    return _section_from(TrainConfig(), upgrade(tree), "")

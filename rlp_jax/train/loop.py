@@ -112,16 +112,18 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
     import jax
 
     from rlp_jax.model import transformer as model
-    from rlp_jax.objectives import rlp
-    from rlp_jax.train import step as train_step
+    from rlp_jax.objectives import make_objective
+    from rlp_jax.train.heldout import make_eval_step
+    from rlp_jax.train.state import init_state
+    from rlp_jax.train.step import make_train_step
 
     run = cfg.run
-    state_like = jax.eval_shape(lambda k: rlp.init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
+    objective = make_objective(run.objective, cfg.model, cfg.rollout, cfg.rlp, cfg.rpt, tokenizer)
+    state_like = jax.eval_shape(lambda k: init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
                                 jax.random.key(0))
-    step_fn, shardings = train_step.make_train_step(run.objective, cfg.model, cfg.rlp, cfg.optimizer, mesh,
-                                                    state_like, skip_nonfinite=run.nonfinite == "skip",
-                                                    tokenizer=tokenizer, pcfg=cfg.rpt)
-    eval_step = train_step.make_eval_step(run.objective, cfg.model, cfg.rlp, mesh, shardings.params)
+    step_fn, shardings = make_train_step(objective, cfg.optimizer, cfg.ema_decay, state_like, mesh,
+                                         skip_nonfinite=run.nonfinite == "skip")
+    eval_step = make_eval_step(cfg.model, cfg.rollout, run.objective == "rlp", mesh, shardings.params)
     return _Programs(step_fn, eval_step, state_like, shardings)
 
 
@@ -180,8 +182,8 @@ def _restore_or_init(session: _Session) -> None:
     """Resume from the latest checkpoint (same model only), else initialize a fresh state."""
     import jax
 
-    from rlp_jax.objectives import rlp
     from rlp_jax.train import checkpoint
+    from rlp_jax.train.state import init_state
 
     cfg, programs, manager = session.cfg, session.programs, session.manager
     latest = manager.latest_step()
@@ -194,7 +196,7 @@ def _restore_or_init(session: _Session) -> None:
         _say(f"resumed from checkpoint step {session.start} in {session.checkpoint_dir}")
     else:
         params = train_setup.initial_params(cfg, session.mesh, programs.shardings.params)
-        init = jax.jit(lambda p, k: rlp.init_state(p, cfg.optimizer, k), out_shardings=programs.shardings)
+        init = jax.jit(lambda p, k: init_state(p, cfg.optimizer, k), out_shardings=programs.shardings)
         session.state, session.start = init(params, jax.random.key(cfg.run.seed + 1)), 0
     session.done = session.start
 

@@ -114,7 +114,7 @@ def test_two_hosts_get_disjoint_shards_covering_the_data(corpus):
     tok = load_tokenizer(corpus["tokenizer"])
     seen = []
     for host in (0, 1):
-        cfg = config(corpus, packing="pack", seq_len=256, batch_size=1, num_epochs=1)
+        cfg = config(corpus, packing="pack", seq_len=256, batch_size=2, num_epochs=1)  # global: 1 per host
         docs = []
         for batch in make_iterator(cfg, host, 2):
             seg, tokens = batch["segment_ids"][0], batch["tokens"][0]

@@ -15,6 +15,8 @@ from rlp_jax.train import checkpoint
 from rlp_jax.train import config
 from train_helpers import REPO, TINY, env, metrics, run_train, train_cmd
 
+pytestmark = pytest.mark.slow  # several training subprocesses
+
 REAL = [a for a in TINY if not a.startswith(("data.data", "rollout.open_ids", "rollout.close_ids", "model.vocab_size"))] + [
     "data.data=builtin:arithmetic", "data.tokenizer=auto", "prepare.builtin_docs=200", "model.vocab_size=352",
     "run.steps=8", "run.checkpoint_every=2", "run.eval_every=3", "run.eval_batches=1"]

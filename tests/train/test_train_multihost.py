@@ -5,9 +5,12 @@ import subprocess
 
 import jax
 import numpy as np
+import pytest
 
 from rlp_jax.train import checkpoint
 from train_helpers import REPO, TINY, env, free_port, metrics, run_train, train_cmd
+
+pytestmark = pytest.mark.slow  # two training processes
 
 ARGS = TINY + ["run.steps=2", "run.checkpoint_every=2", "mesh.data=2", "mesh.fsdp=4"]
 

@@ -109,7 +109,7 @@ def test_prepare_refuses_to_overwrite(dataset):
 
 def test_through_python_m_rlp_jax(tmp_path):
     """The same errors through the full `python -m rlp_jax` dispatcher."""
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-m", "rlp_jax", "data", "prepare", "--name", "x", "--input",
                              str(tmp_path / "missing" / "*.txt"), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=120, cwd=repo)

@@ -23,6 +23,8 @@ from rlp_jax.convert.fetch import locate_gguf  # noqa: E402
 from rlp_jax.model.io import load_model  # noqa: E402
 from rlp_jax.tokenizer import load_tokenizer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real 135M weights against transformers
+
 TEXT = (
     "The old lighthouse keeper climbed the spiral stairs every evening at dusk. He trimmed the "
     "wick, polished the great lens, and watched the ships pass along the rocky coast. In the "

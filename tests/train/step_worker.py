@@ -1,6 +1,6 @@
 """Run one sharded `rlp_step` on a tiny model and save the results (used in a subprocess).
 
-Usage: python tests/rlp_step_worker.py OUT.npz DEVICES DATA FSDP TENSOR
+Usage: python tests/train/step_worker.py OUT.npz DEVICES DATA FSDP TENSOR
 The device count must be set before jax is imported, hence a separate process.
 """
 

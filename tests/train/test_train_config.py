@@ -10,7 +10,7 @@ from rlp_jax import cli
 from rlp_jax.train import config
 from rlp_jax.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(REPO, "configs", "tiny.yaml")
 
 

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-WORKER = os.path.join(os.path.dirname(__file__), "rlp_step_worker.py")
+WORKER = os.path.join(os.path.dirname(__file__), "step_worker.py")
 
 
 def _run(tmp_path, name, devices, mesh):
