@@ -15,7 +15,7 @@ def make_objective(name: str, model, rollout=None, rlp=None, rpt=None, tokenizer
     if name == "rpt":
         from rlp_jax.objectives.rpt import RPT, completion_config
 
-        return RPT(model, completion_config(rollout, tokenizer.eos_id), rpt, tokenizer)
+        return RPT(model, completion_config(rollout, tokenizer, rpt), rpt, tokenizer)
     if name == "ntp":
         from rlp_jax.objectives.ntp import NTP
 

@@ -8,8 +8,10 @@
     loss, m    = loss(θ, minibatch)                      what the optimizer differentiates
 
 then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step.
-An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`;
-the step is then compiled as two halves with the reward in between.
+An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`
+and implements `collect`, which drives the compiled rollout from the host (as often as it
+needs: RPT refills groups without signal) and returns experience and reward; the update
+is then compiled as a second half.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def loss(self, params, batch) -> tuple[Any, dict]:
         """`(loss, metrics)`; `metrics` must contain "loss"."""
+
+    def collect(self, roll, frozen, window, step: int, seed) -> tuple[Any, Any]:
+        """Host-reward objectives: `(experience, reward)` of one step. `roll(attempt, plan)`
+        runs the compiled `rollout(..., plan)` with the step's key folded with `attempt`;
+        `frozen = (params, model_cfg)` is a fixed model (RPT's proxy); `seed` for host draws."""
+        raise NotImplementedError(f"{self.name} computes its reward on the device")
 
     def minibatch(self, batch, index, count: int):
         """Part `index` of `count` of the batch (each optimizer step reads one)."""

@@ -27,20 +27,22 @@ def rlp_advantages(rewards):
     return g / (g - 1) * (rewards - jnp.mean(rewards, axis=-1, keepdims=True))
 
 
-def grpo_advantages(rewards, eps: float = 1e-6):
-    """A_i = (r_i − mean) / (std + eps), as in GRPO / RPT."""
+def grpo_advantages(rewards, eps: float = 1e-6, ddof: int = 0):
+    """A_i = (r_i − mean) / (std + eps), as in GRPO / RPT; `ddof=1` is Bessel's std (verl)."""
     centred = rewards - jnp.mean(rewards, axis=-1, keepdims=True)
-    return centred / (jnp.std(rewards, axis=-1, keepdims=True) + eps)
+    return centred / (jnp.std(rewards, axis=-1, keepdims=True, ddof=ddof) + eps)
 
 
 ADVANTAGES: dict[str, Callable] = {"rlp": rlp_advantages, "grpo": grpo_advantages}
+STD_DDOF = {"population": 0, "bessel": 1}
 
 
-def advantages(rewards, group_size: int, estimator: str):
+def advantages(rewards, group_size: int, estimator: str, std: str = "population"):
     """Rewards `[B, K·G]` → advantages `[B, K·G]` (stop-gradient constants)."""
     batch, branches = rewards.shape
     grouped = rewards.reshape(batch, branches // group_size, group_size)
-    return jax.lax.stop_gradient(ADVANTAGES[estimator](grouped).reshape(batch, branches))
+    adv = grpo_advantages(grouped, ddof=STD_DDOF[std]) if estimator == "grpo" else ADVANTAGES[estimator](grouped)
+    return jax.lax.stop_gradient(adv.reshape(batch, branches))
 
 
 def equal_reward_groups(rewards, group_size: int, keep=None, tol: float = 1e-6):
@@ -59,17 +61,29 @@ def masked_mean_per_branch(values, mask):
     return jnp.sum(jnp.where(mask, values, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
 
 
-def clipped_surrogate(logp, logp_old, adv, mask, eps_low: float, eps_high: float):
+def clipped_surrogate(logp, logp_old, adv, mask, eps_low: float, eps_high: float, valid=None,
+                      aggregation: str = "sequence"):
     """−mean_branches[(1/|c|) Σ_u min(ρ_u A, clip(ρ_u, 1−ε_low, 1+ε_high) A)], ρ = e^{logp−logp_old}.
 
-    Returns `(loss, clipped)` where `clipped` marks tokens whose gradient the clip removed.
+    `aggregation="token"` averages over all tokens of all branches instead (verl's
+    token-mean). Branches not `valid` (filtered or unfilled RPT groups) are left out of the
+    mean entirely, numerator and denominator. Returns `(loss, clipped)` where `clipped`
+    marks tokens whose gradient the clip removed.
     """
     ratio = jnp.exp(logp - logp_old)
     a = adv[..., None]
     unclipped = ratio * a
     clipped_obj = jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high) * a
-    per_branch = masked_mean_per_branch(jnp.minimum(unclipped, clipped_obj), mask)
-    return -jnp.mean(per_branch), mask & (clipped_obj < unclipped)
+    objective = jnp.minimum(unclipped, clipped_obj)
+    if aggregation == "token":
+        mask = mask if valid is None else mask & valid[..., None]
+        loss = -_token_mean(objective, mask)
+    elif valid is None:
+        loss = -jnp.mean(masked_mean_per_branch(objective, mask))
+    else:
+        per_branch = masked_mean_per_branch(objective, mask)
+        loss = -jnp.sum(jnp.where(valid, per_branch, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+    return loss, mask & (clipped_obj < unclipped)
 
 
 @struct.dataclass
@@ -83,17 +97,19 @@ class LossBatch:
     logp_old: jax.Array  # [B, R, L]
     advantages: jax.Array  # [B, R]
     ref_logp: jax.Array | None = None  # [B, R, L] only when kl_beta > 0
+    valid: jax.Array | None = None  # [B, R] branches that count in the loss (default: all)
 
-    def minibatch(self, index, count: int) -> "LossBatch":
-        """Part `index` of `count` of the branch axis (whole groups: K splits, G stays)."""
+    def minibatch(self, index, count: int, axis: int = 1) -> "LossBatch":
+        """Part `index` of `count` of the branch axis (whole groups: K splits, G stays), or of
+        the row axis (`axis=0`, windows included: RPT's one-group rows)."""
         if count == 1:
             return self
-        size = self.t.shape[1] // count
+        size = self.t.shape[axis] // count
+        names = ("t", "thoughts", "lengths", "logp_old", "advantages", "ref_logp", "valid")
 
         def cut(a):
-            return None if a is None else jax.lax.dynamic_slice_in_dim(a, index * size, size, axis=1)
-        return self.replace(**{name: cut(getattr(self, name)) for name in
-                               ("t", "thoughts", "lengths", "logp_old", "advantages", "ref_logp")})
+            return None if a is None else jax.lax.dynamic_slice_in_dim(a, index * size, size, axis=axis)
+        return self.replace(**{name: cut(getattr(self, name)) for name in names + (("window",) if axis == 0 else ())})
 
 
 def _token_mean(values, mask):
@@ -111,7 +127,10 @@ def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLo
     mask = scores.thought_mask
     logp_old = jax.lax.stop_gradient(batch.logp_old)
     adv = jax.lax.stop_gradient(batch.advantages)
-    loss, clipped = clipped_surrogate(scores.thought_logp, logp_old, adv, mask, lcfg.eps_low, lcfg.eps_high)
+    loss, clipped = clipped_surrogate(scores.thought_logp, logp_old, adv, mask, lcfg.eps_low, lcfg.eps_high,
+                                      batch.valid, lcfg.loss_aggregation)
+    if batch.valid is not None:
+        mask = mask & batch.valid[..., None]
     s_pred = scores.s_pred if ntp_coef > 0 else jax.lax.stop_gradient(scores.s_pred)
     if ntp_coef > 0:
         loss = loss - ntp_coef * jnp.mean(s_pred)

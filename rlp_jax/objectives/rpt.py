@@ -1,22 +1,28 @@
 """RPT (Dong et al. 2025): think, answer, and be rewarded for an exact prefix match.
 
-One step has a host part in the middle, because the reward compares decoded text:
+One step has the host in the middle, because positions are chosen from a fixed proxy's
+entropy and the reward compares decoded text (`collect`):
 
-    rollout     proxy entropy (the EMA teacher's top-16) → the K hardest positions, those
-                above the threshold kept → G completions each ("<think> … </think>
-                \\boxed{answer}", ended by EOS), sampled with θ_old
-    reward      (host) decode, extract the answer, byte-prefix + token-boundary reward
-    loss_batch  GRPO advantages (r − mean)/std within groups, zero for filtered positions
-    loss        the clipped surrogate on the completion tokens
+    proxy       top-16 entropy of a *fixed* proxy (rpt.proxy, default the params at step 0)
+    slots       (host) S = B·K (window, position) pairs drawn among those above the
+                threshold (`rpt_slots`): filtered positions are never rolled out
+    rollout     G completions per slot: context, the template's instruction, "<think>",
+                then sampled "… </think> \\boxed{answer}" ended by EOS (θ_old)
+    reward      (host) the last \\boxed{} after </think>, byte-prefix + token-boundary match
+                against the document's continuation (not only the window's)
+    refill      (host, from rpt.dynamic_sampling_from) groups with equal rewards replaced
+    loss_batch  GRPO advantages (r − mean)/(std + 1e-6) within groups; empty slots invalid
+    loss        the clipped surrogate on the completion tokens, valid slots only
 
 Completions end at the tokenizer's EOS, not at the close-thought marker (which comes
-before the answer): the rollout config this objective samples with is the user's
-`rollout` section with its close marker set to EOS, made explicit in `completion_config`.
+before the answer): `completion_config` makes that explicit, and puts the template's
+instruction (tokenized once) before the open marker, teacher-forced like it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -27,73 +33,150 @@ from rlp_jax.model import transformer as model_lib
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.vocab_scores import top_k_entropy
 from rlp_jax.objectives import policy_loss as pl
+from rlp_jax.objectives import rpt_slots
 from rlp_jax.objectives.config import RPTConfig
-from rlp_jax.objectives.prefix_match import rpt_reward
-from rlp_jax.rollout import branches as br
+from rlp_jax.objectives.prefix_match import continuation_boundaries, extract_answer, prefix_match_reward
 from rlp_jax.rollout.config import RolloutConfig
-from rlp_jax.rollout.positions import choose_positions, per_position
+from rlp_jax.rollout.positions import per_position
 from rlp_jax.rollout.thoughts import Rollout, rollout_thoughts
 
+ROLLOUT_FIELDS = ("t", "thoughts", "lengths", "logp", "s_pred", "prediction")
 
-def completion_config(rollout: RolloutConfig, eos_id: int) -> RolloutConfig:
-    """The user's rollout settings, with completions ending at EOS; entropy positions."""
-    return rollout.replace(close_ids=(int(eos_id),), position_strategy="entropy")
+
+def completion_config(rollout: RolloutConfig, tokenizer, pcfg: RPTConfig) -> RolloutConfig:
+    """The user's rollout settings (markers resolved), with completions ending at EOS and the
+    template's instruction tokenized once and teacher-forced before the open marker."""
+    suffix = tuple(int(i) for i in tokenizer.encode(pcfg.prompt_suffix)) if pcfg.prompt_suffix else ()
+    return rollout.replace(open_ids=suffix + tuple(rollout.open_ids), close_ids=(int(tokenizer.eos_id),),
+                           position_strategy="entropy")
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def proxy_entropy(params, cfg: ModelConfig, window):
+    """Per-position `[B, T]` top-16 entropy of the proxy's next-token distribution."""
+    return per_position(top_k_entropy(model_lib.forward(params, cfg, window)[:, :-1]))
 
 
 @struct.dataclass
 class Experience:
-    roll: Rollout
-    keep: jax.Array  # [B, K] positions above the entropy threshold
+    roll: Rollout  # [S, G] branches: one group per slot
+    windows: jax.Array  # [S, T] each slot's window
+    valid: jax.Array  # [S, 1] slots that hold a group (empty ones decode nothing, cost no loss)
+    stats: jax.Array  # [3] eligible fraction, equal-reward fraction (first rollout), refills
 
 
-def rpt_rewards(roll: Rollout, window, tokenizer, pcfg: RPTConfig) -> np.ndarray:
-    """Host-side rewards `[B, K·G]` from the decoded completions."""
+def document_continuation(row, pos: int, eos_id) -> list[int]:
+    """The ground truth x_≥t: the rest of the window, up to the end of its document."""
+    rest = np.asarray(row[pos:]).tolist()
+    return rest[: rest.index(eos_id)] if eos_id is not None and eos_id in rest else rest
+
+
+def rpt_rewards(roll: Rollout, windows, valid, tokenizer, pcfg: RPTConfig, group_size: int) -> np.ndarray:
+    """Host-side rewards `[B, K·G]` of the decoded completions; groups not `valid [B, K]`
+    score 0 without decoding."""
     thoughts, lengths, t = (np.asarray(a) for a in (roll.thoughts, roll.lengths, roll.t))
-    window = np.asarray(window)
+    windows, valid = np.asarray(windows), np.asarray(valid)
     out = np.zeros(t.shape, np.float32)
-    for b, r in np.ndindex(*t.shape):
-        pos = int(t[b, r])
-        completion = tokenizer.decode(thoughts[b, r, : lengths[b, r]].tolist())
-        context = window[b, max(0, pos - pcfg.context_tokens):pos].tolist()
-        continuation = window[b, pos:pos + pcfg.continuation_tokens].tolist()
-        out[b, r] = rpt_reward(completion, tokenizer, context, continuation, pcfg.tags)
+    for b, k in zip(*np.nonzero(valid)):
+        branches = range(k * group_size, (k + 1) * group_size)
+        answers = {r: extract_answer(tokenizer.decode(thoughts[b, r, : lengths[b, r]].tolist()), pcfg.tags,
+                                     pcfg.think_end) for r in branches}
+        longest = max((len(a.encode("utf-8")) for a in answers.values() if a), default=0)
+        if not longest:
+            continue
+        pos = int(t[b, k * group_size])
+        context = windows[b, max(0, pos - pcfg.context_tokens):pos].tolist()
+        truth, boundaries = continuation_boundaries(
+            tokenizer, context, document_continuation(windows[b], pos, tokenizer.eos_id), max_bytes=longest)
+        for r, answer in answers.items():
+            out[b, r] = prefix_match_reward(answer, truth, boundaries)
     return out
 
 
 @dataclasses.dataclass(frozen=True)
 class RPT(pl.PolicyObjective):
     model: ModelConfig
-    rollout_cfg: RolloutConfig  # from `completion_config`
+    rollout_cfg: RolloutConfig  # from `completion_config`; K·B slots per step
     loss_cfg: RPTConfig
     tokenizer: object = dataclasses.field(compare=False, hash=False)
     name = "rpt"
     host_reward = True
 
-    def rollout(self, params, teacher, window, key) -> Experience:
-        key_pos, key_roll = jax.random.split(key)
-        entropy = per_position(top_k_entropy(model_lib.forward(teacher, self.model, window)[:, :-1]))
-        t = choose_positions(key_pos, entropy, self.rollout_cfg)
-        keep = br.at_branches(entropy, t) > self.loss_cfg.entropy_threshold
-        roll = rollout_thoughts(params, self.model, self.rollout_cfg, window, t, key_roll)
-        return Experience(roll=roll, keep=keep)
+    @property
+    def slot_cfg(self) -> RolloutConfig:
+        """Rows are slots: one position (one group of G) per row."""
+        return self.rollout_cfg.replace(positions_per_window=1)
+
+    def rollout(self, params, teacher, window, key, plan=None) -> Experience:
+        """G completions at each slot of `plan = (rows [S], t [S], valid [S])` (from `collect`)."""
+        rows, t, valid = (jnp.asarray(a) for a in plan)
+        windows = jnp.take(window, rows, axis=0)
+        roll = rollout_thoughts(params, self.model, self.slot_cfg, windows, t[:, None], key, active=valid[:, None])
+        return Experience(roll=roll, windows=windows, valid=valid[:, None], stats=jnp.zeros(3))
 
     def reward(self, experience: Experience, window) -> np.ndarray:
-        return rpt_rewards(experience.roll, window, self.tokenizer, self.loss_cfg)
+        return rpt_rewards(experience.roll, experience.windows, experience.valid, self.tokenizer, self.loss_cfg,
+                           self.rollout_cfg.group_size)
+
+    def collect(self, roll, proxy, window, step: int, seed):
+        """`(experience, reward)` of one step, on the host (see the module docstring).
+        `roll(attempt, plan)` is the compiled rollout; `proxy = (params, model_cfg)`."""
+        pcfg, rcfg = self.loss_cfg, self.rollout_cfg
+        entropy = np.asarray(proxy_entropy(proxy[0], proxy[1], window))
+        eligible = rpt_slots.eligible_positions(entropy, pcfg.entropy_threshold, rcfg.min_context, pcfg.lookahead)
+        slots = entropy.shape[0] * rcfg.positions_per_window
+        rng = np.random.default_rng(seed)
+
+        def attempt(i):
+            experience = roll(i, rpt_slots.draw_slots(eligible, slots, rng))
+            return experience, self.reward(experience, window)
+        experience, reward = attempt(0)
+        valid = np.asarray(experience.valid)[:, 0]
+        equal = 1.0 - rpt_slots.informative(reward, valid).sum() / max(valid.sum(), 1)
+        refills = 0
+        if step >= pcfg.dynamic_sampling_from:
+            batch = self._host(experience, reward)
+            batch["valid"] = rpt_slots.informative(reward, valid)
+            while not batch["valid"].all() and refills < pcfg.max_refills and eligible.any():
+                refills += 1
+                batch, _ = rpt_slots.refill(batch, self._host(*attempt(refills)))
+            experience, reward = self._device(batch), batch["rewards"]
+        candidates = entropy.shape[0] * rpt_slots.candidate_positions(entropy.shape[1], rcfg.min_context,
+                                                                     pcfg.lookahead)
+        stats = np.asarray([eligible.sum() / max(candidates, 1), equal, refills], np.float32)
+        return experience.replace(stats=jnp.asarray(stats)), reward
+
+    @staticmethod
+    def _host(experience: Experience, reward) -> dict:
+        out = {name: np.asarray(getattr(experience.roll, name)) for name in ROLLOUT_FIELDS}
+        return {**out, "windows": np.asarray(experience.windows), "valid": np.asarray(experience.valid)[:, 0],
+                "rewards": np.asarray(reward)}
+
+    @staticmethod
+    def _device(batch: dict) -> Experience:
+        roll = Rollout(**{name: jnp.asarray(batch[name]) for name in ROLLOUT_FIELDS})
+        return Experience(roll=roll, windows=jnp.asarray(batch["windows"]), valid=jnp.asarray(batch["valid"])[:, None],
+                          stats=jnp.zeros(3))
 
     def loss_batch(self, experience: Experience, reward, window, teacher):
-        roll, group = experience.roll, self.rollout_cfg.group_size
-        keep_branch = jnp.repeat(experience.keep, group, axis=1)
-        adv = jnp.where(keep_branch, pl.advantages(reward, group, self.loss_cfg.advantage), 0.0)
-        batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
-                             logp_old=roll.logp, advantages=adv)
-        kept_groups = jnp.sum(experience.keep)
+        roll, group, lcfg = experience.roll, self.rollout_cfg.group_size, self.loss_cfg
+        valid = jnp.repeat(experience.valid, group, axis=1)
+        adv = jnp.where(valid, pl.advantages(reward, group, lcfg.advantage, lcfg.std), 0.0)
+        batch = pl.LossBatch(window=experience.windows, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
+                             logp_old=roll.logp, advantages=adv, valid=valid)
+        branches = jnp.maximum(jnp.sum(valid), 1)
         metrics = dict(
-            reward_mean=jnp.sum(jnp.where(keep_branch, reward, 0.0)) / jnp.maximum(kept_groups * group, 1),
-            kept_positions=jnp.mean(experience.keep.astype(jnp.float32)),
-            equal_reward_groups=pl.equal_reward_groups(reward, group, keep=experience.keep),
-            completion_len=jnp.mean(roll.lengths.astype(jnp.float32)),
+            reward_mean=jnp.sum(jnp.where(valid, reward, 0.0)) / branches,
+            kept_positions=jnp.mean(experience.valid.astype(jnp.float32)),
+            eligible_positions=experience.stats[0],
+            equal_reward_groups=experience.stats[1],
+            refills=experience.stats[2],
+            completion_len=jnp.sum(jnp.where(valid, roll.lengths, 0)) / branches,
         )
         return batch, metrics
 
     def loss(self, params, batch: pl.LossBatch):
-        return pl.policy_loss(params, self.model, self.rollout_cfg, self.loss_cfg, batch)
+        return pl.policy_loss(params, self.model, self.slot_cfg, self.loss_cfg, batch)
+
+    def minibatch(self, batch: pl.LossBatch, index, count: int) -> pl.LossBatch:
+        return batch.minibatch(index, count, axis=0)  # rows are slots: whole groups

@@ -49,8 +49,11 @@ def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_bra
                    s_pred=s_pred, prediction=jnp.argmax(final, axis=-1).astype(jnp.int32))
 
 
-def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key) -> Rollout:
-    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`."""
+def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key, active=None) -> Rollout:
+    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`.
+
+    Groups not `active [B, K]` start finished: they sample nothing (length 0) and never keep
+    the decode loop running (RPT's filtered or unfilled slots)."""
     batch, window_len = window.shape
     t_branch = br.branch_starts(t, rcfg.group_size)
     window_cache = model_lib.init_cache(cfg, batch, window_len)
@@ -63,6 +66,8 @@ def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, k
     open_tok, open_pos = br.open_marker(rcfg, t_branch)
     logits, cache = model_lib.extend(params, cfg, open_tok, open_pos, cache, prefix=prefix_fn(open_tok.shape[-1]))
     start = DecodeState.start(logits[:, :, -1], cache, key, rcfg.thought_len)
+    if active is not None:
+        start = start.replace(done=~br.branch_starts(active, rcfg.group_size))
     decoded = decode_loop(params, cfg, start, thought_sampler(rcfg), br.thought_start(rcfg, t_branch),
                           prefix=prefix_fn(1))
     return finish_thoughts(params, cfg, rcfg, window, t_branch, decoded, prefix_fn)

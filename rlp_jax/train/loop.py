@@ -121,8 +121,12 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
     objective = make_objective(run.objective, cfg.model, cfg.rollout, cfg.rlp, cfg.rpt, tokenizer)
     state_like = jax.eval_shape(lambda k: init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
                                 jax.random.key(0))
+    frozen = None
+    if run.objective == "rpt":
+        def frozen():
+            return train_setup.proxy_model(cfg, mesh, shardings.params)
     step_fn, shardings = make_train_step(objective, cfg.optimizer, cfg.ema_decay, state_like, mesh,
-                                         skip_nonfinite=run.nonfinite == "skip")
+                                         skip_nonfinite=run.nonfinite == "skip", frozen=frozen)
     eval_step = make_eval_step(cfg.model, cfg.rollout, run.objective == "rlp", mesh, shardings.params)
     return _Programs(step_fn, eval_step, state_like, shardings)
 

@@ -97,3 +97,19 @@ def initial_params(cfg: TrainConfig, mesh, param_shardings):
         return params
     init = jax.jit(lambda key: model.init_params(cfg.model, key), out_shardings=param_shardings)
     return init(jax.random.key(cfg.run.seed))
+
+
+def proxy_model(cfg: TrainConfig, mesh, param_shardings):
+    """RPT's fixed proxy `(params, model_cfg)`: the model directory `rpt.proxy`, or else the
+    params at step 0 (`init_from` or the seeded init), also when a run resumes."""
+    if cfg.rpt.proxy:
+        from rlp_jax.model.io import load_model
+
+        path = expand(cfg.rpt.proxy)
+        if not os.path.isdir(path):
+            raise UserError(f"rpt.proxy: model directory not found: {path}")
+        proxy_cfg, params = load_model(path, mesh=mesh, dtype=cfg.model.param_dtype)
+        if proxy_cfg.vocab_size != cfg.model.vocab_size:
+            raise UserError(f"rpt.proxy has {proxy_cfg.vocab_size} tokens but the model {cfg.model.vocab_size}")
+        return params, proxy_cfg
+    return initial_params(cfg, mesh, param_shardings), cfg.model

@@ -20,6 +20,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rlp_jax.model import sharding
@@ -55,10 +56,15 @@ def _split(state: TrainState):
     return rng, key
 
 
-def gather_experience(objective: Objective, state: TrainState, window):
-    """The rollout with the frozen policy θ_old and the EMA teacher φ."""
+def gather_experience(objective: Objective, state: TrainState, window, *plan):
+    """The rollout with the frozen policy θ_old and the EMA teacher φ. A host-reward
+    objective passes `(attempt, plan)`: the key is folded with the attempt."""
     _, key = _split(state)
-    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key)
+    extra = ()
+    if plan:
+        attempt, extra = plan[0], plan[1:]
+        key = jax.random.fold_in(key, attempt)
+    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key, *extra)
 
 
 def learn(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window, experience,
@@ -100,9 +106,12 @@ def guard(inner, skip: bool):
 
 
 def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state_like, mesh=None,
-                    skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES):
+                    skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES, frozen=None):
     """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`
-    (default: every local device on the data axes). The state is donated."""
+    (default: every local device on the data axes). The state is donated.
+
+    `frozen()` gives a host-reward objective its fixed `(params, model_cfg)` (RPT's proxy),
+    loaded once at the first step; by default, a copy of the params at that first step."""
     mesh = mesh if mesh is not None else make_mesh(MeshConfig())
     shardings = state_shardings(state_like, objective.model, mesh, rules)
     batch = sharding.batch_sharding(mesh, 2, rules)
@@ -116,8 +125,13 @@ def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: floa
     update = sharding.sharded_jit(guard(functools.partial(learn, objective, ocfg, ema_decay), skip_nonfinite),
                                   mesh, out_shardings=out, donate_argnums=(0,), rules=rules)
 
+    held = []
+
     def host_reward_step(state, window):
-        experience = rollout(state, window)
-        reward = jnp.asarray(objective.reward(experience, window))
-        return update(state, window, experience, reward)
+        if not held:
+            held.append(frozen() if frozen else (jax.tree.map(jnp.copy, state.params), objective.model))
+        seed = np.asarray(jax.random.key_data(state.rng)).ravel().tolist()
+        experience, reward = objective.collect(lambda attempt, plan: rollout(state, window, attempt, plan), held[0],
+                                               window, int(state.step), seed)
+        return update(state, window, experience, jnp.asarray(reward))
     return host_reward_step, shardings

@@ -29,6 +29,21 @@ def test_advantage_formulas():
     np.testing.assert_allclose(g[0, :4], np.array([-2, -1, 1, 2]) / np.sqrt(2.5), atol=1e-5)
     np.testing.assert_allclose(g[0, 4:], np.array([-1, -1, -1, 3]) / np.sqrt(3.0), atol=1e-5)
     assert float(objective.equal_reward_groups(jnp.array([[1.0, 1.0, 2.0, 3.0]]), 2)) == 0.5
+    b = objective.advantages(r, 4, "grpo", std="bessel")  # verl: torch.std, divided by G − 1
+    np.testing.assert_allclose(b[0, :4], np.array([-2, -1, 1, 2]) / np.sqrt(10 / 3), atol=1e-5)
+
+
+def test_loss_aggregation_per_sequence_or_per_token_and_invalid_branches():
+    logp = jnp.zeros((1, 2, 3))
+    adv = jnp.array([[1.0, 3.0]])
+    mask = jnp.array([[[True, False, False], [True, True, True]]])  # lengths 1 and 3
+    seq, _ = objective.clipped_surrogate(logp, logp, adv, mask, 0.2, 0.2)
+    tok, _ = objective.clipped_surrogate(logp, logp, adv, mask, 0.2, 0.2, aggregation="token")
+    assert float(seq) == -(1.0 + 3.0) / 2 and float(tok) == -(1.0 + 3 * 3.0) / 4
+    valid = jnp.array([[True, False]])
+    for aggregation in ("sequence", "token"):
+        loss, _ = objective.clipped_surrogate(logp, logp, adv, mask, 0.2, 0.2, valid, aggregation)
+        assert float(loss) == -1.0  # the invalid branch is in neither sum nor count
 
 
 def test_clipping_zeroes_gradient_outside_the_trust_region():

@@ -21,6 +21,19 @@ def test_extract_answer():
     assert extract_answer("<answer> is", tags=("<answer>", "</answer>")) is None
 
 
+def test_answer_counts_only_after_the_thought():
+    assert extract_answer("no close \\boxed{ size}") == " size"  # anywhere, without `after`
+    assert extract_answer("no close \\boxed{ size}", after="</think>") is None  # no </think>: no answer
+    assert extract_answer("\\boxed{ a}</think> then", after="</think>") is None  # boxed inside the thought
+    assert extract_answer("\\boxed{ a}</think>\\boxed{ b}", after="</think>") == " b"
+    assert extract_answer("x</think><answer> c</answer>", ("<answer>", "</answer>"), "</think>") == " c"
+
+
+def test_boundaries_stop_at_the_longest_prediction(tokenizer):
+    data, boundaries = continuation_boundaries(tokenizer, [], tokenizer.encode(" is Paris."), max_bytes=3)
+    assert data == b" is Paris." and boundaries == [3]
+
+
 def test_multi_token_prediction_and_spaces(tokenizer):
     context = tokenizer.encode("The capital of France")
     cont = tokenizer.encode(" is Paris.")
@@ -63,3 +76,5 @@ def test_missing_or_malformed_answers_score_zero(tokenizer):
     assert rpt_reward("I think it is \\boxed{ capital", tokenizer, context, cont) == 0.0
     assert rpt_reward("no box at all", tokenizer, context, cont) == 0.0
     assert rpt_reward("\\boxed{}", tokenizer, context, cont) == 0.0
+    assert rpt_reward("\\boxed{ capital}", tokenizer, context, cont, after="</think>") == 0.0
+    assert rpt_reward("hm</think>\\boxed{ capital}", tokenizer, context, cont, after="</think>") == 1.0
