@@ -1,4 +1,4 @@
-"""`rlp-jax eval`: accuracy, NLL, thinking accuracy and information gain by difficulty."""
+"""`rlp-jax eval`: accuracy, NLL, thinking and reasoning accuracy, information gain by difficulty."""
 
 
 def register(subparsers) -> None:
@@ -15,9 +15,12 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--proxy", help="what defines difficulty (top-16 entropy): 'ema' (the run's EMA "
-                                   "teacher), or a model dir / checkpoint such as the initial model "
-                                   "(default: the evaluated model)")
+                                   "teacher), 'self' (the evaluated model), or a model dir / checkpoint "
+                                   "(default: a run's init_from base model, else the evaluated model)")
     p.add_argument("--think", action="store_true", help="also roll out thoughts (thinking accuracy, gain)")
+    p.add_argument("--rpt", action="store_true",
+                   help="also RPT's reasoning accuracy: think, then a \\boxed{} prediction scored by prefix "
+                        "match (implies --think; needs a tokenizer with EOS)")
     p.add_argument("--positions", type=int, default=4, help="thinking positions per window")
     p.add_argument("--group-size", type=int, default=2, help="thoughts per position")
     p.add_argument("--thought-len", type=int, default=32)
@@ -33,7 +36,8 @@ def run(args) -> int:
 
     from rlp_jax.evaluation import evaluate
     from rlp_jax.errors import UserError
-    from rlp_jax.evaluation.inputs import dataset_batches, load_params, text_file_batches
+    from rlp_jax.evaluation.inputs import base_model, dataset_batches, load_params, text_file_batches
+    from rlp_jax.evaluation.reasoning import Reasoning
     from rlp_jax.rollout.config import RolloutConfig
     from rlp_jax.tokenizer import load_tokenizer
 
@@ -49,25 +53,26 @@ def run(args) -> int:
     tokenizer = load_tokenizer(tok_path)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
-    proxy = None
-    if args.proxy:
-        if args.proxy == "ema":
-            proxy_cfg, proxy_params, _, _ = load_params(args.checkpoint, "ema")
-        else:
-            proxy_cfg, proxy_params, _, _ = load_params(args.proxy, "policy")
-        proxy = (proxy_params, proxy_cfg)
-    rcfg = None
-    if args.think:
+    proxy, proxy_name = _proxy(args, load_params, base_model)
+    print(f"difficulty proxy: {proxy_name}", flush=True)
+    rcfg, reasoning = None, None
+    if args.think or args.rpt:
         rcfg = RolloutConfig(group_size=args.group_size, positions_per_window=args.positions,
                              thought_len=args.thought_len, temperature=args.temperature,
                              min_context=min(16, args.seq_len // 2)).with_markers(tokenizer)
         rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
+    if args.rpt:
+        if tokenizer.eos_id is None:
+            raise UserError("--rpt needs a tokenizer with an end-of-sequence token (completions end there)")
+        reasoning = Reasoning(rcfg, tokenizer)
+        reasoning.rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
     if args.text_file:
         batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)
     else:
         batches = dataset_batches(data_dir, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
-    result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed)
+    result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed, reasoning=reasoning)
     result["checkpoint"] = os.path.abspath(args.checkpoint)
+    result["proxy"] = proxy_name
     result["params"] = args.params
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "eval.json"), "w") as f:
@@ -76,3 +81,21 @@ def run(args) -> int:
     print(json.dumps(result["all"], indent=2))
     print(f"wrote {os.path.join(args.out, 'eval.json')} and eval.png")
     return 0
+
+
+def _proxy(args, load_params, base_model):
+    """`((params, cfg) or None for the evaluated model, description)`. Difficulty should come
+    from a fixed model (RPT §4.1): by default a run is measured against its base model."""
+    import os
+
+    if args.proxy == "ema":
+        proxy_cfg, proxy_params, _, _ = load_params(args.checkpoint, "ema")
+        return (proxy_params, proxy_cfg), "the run's EMA teacher"
+    if args.proxy == "self":
+        return None, "the evaluated model (--proxy self)"
+    path = args.proxy or base_model(args.checkpoint)
+    if not path:
+        return None, "the evaluated model (no base model known; pass --proxy)"
+    proxy_cfg, proxy_params, _, _ = load_params(path, "policy")
+    why = "--proxy" if args.proxy else "the run's init_from base model"
+    return (proxy_params, proxy_cfg), f"{os.path.abspath(path)} ({why})"

@@ -7,7 +7,8 @@ is the evaluated model itself unless another one is given.
 No-think figures cover every valid target in the windows. Thinking figures cover K
 positions per window: G thoughts each (prefix-shared rollouts, as in training), then the
 greedy prediction after the close marker; information gain is S_pred − S_no-think of the
-same parameters.
+same parameters. With `reasoning` (RPT's view, `reasoning.py`), the same positions also get
+completions whose boxed answer is scored by prefix match: reasoning accuracy.
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ class _Tally:
 
 
 def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | None = None,
-                     proxy=None, seed: int = 0) -> dict:
+                     proxy=None, seed: int = 0, reasoning=None) -> dict:
     """Evaluate over an iterable of batches (dicts of `tokens`, `segment_ids`, `positions`).
 
     `proxy` is `(proxy_params, proxy_cfg)` (default: the evaluated model). Thinking figures
-    are computed when `rcfg` (with markers set) is given. Returns the `eval.json` dict.
+    are computed when `rcfg` (with markers set) is given, reasoning accuracy when also a
+    `reasoning.Reasoning` is. Returns the `eval.json` dict.
     """
     proxy_params, proxy_cfg = proxy if proxy is not None else (params, cfg)
     tally = _Tally()
@@ -104,6 +106,8 @@ def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | No
         eligible = valid & (np.arange(tokens.shape[1]) >= rcfg.min_context)
         t, think_correct, s_pred = map(np.asarray, thinking_pass(
             params, cfg, rcfg, tokens, jnp.asarray(eligible), sub))
+        reasoned = None if reasoning is None else reasoning.correct(params, cfg, tokens, jnp.asarray(t),
+                                                                     jax.random.fold_in(sub, 1))
         rows = np.arange(t.shape[0])[:, None]
         at_t = lambda a: a[rows, t]  # noqa: E731
         gain = s_pred - at_t(score)[..., None]
@@ -112,13 +116,17 @@ def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | No
             tally.add(bucket, "thinking_accuracy", think_correct[sel])
             tally.add(bucket, "information_gain", gain[sel])
             tally.add(bucket, "no_think_accuracy_at_thought_positions", at_t(correct)[sel])
-    return _summarise(tally, thinking=rcfg is not None)
+            if reasoned is not None:
+                tally.add(bucket, "reasoning_accuracy", reasoned[sel])
+    return _summarise(tally, thinking=rcfg is not None, reasoning=reasoning is not None)
 
 
-def _summarise(tally: _Tally, thinking: bool) -> dict:
+def _summarise(tally: _Tally, thinking: bool, reasoning: bool = False) -> dict:
     names = ["no_think_accuracy", "nll"]
     if thinking:
         names += ["thinking_accuracy", "no_think_accuracy_at_thought_positions", "information_gain"]
+    if reasoning:
+        names += ["reasoning_accuracy"]
     result = {}
     for bucket, threshold in BUCKETS:
         entry = {"min_entropy": None if threshold == -math.inf else threshold}
@@ -143,6 +151,8 @@ def plot_eval(result: dict, path: str, title: str = "") -> None:
     series = [("no_think_accuracy", "no-think")]
     if result["all"].get("thinking_accuracy") is not None:
         series.append(("thinking_accuracy", "thinking"))
+    if result["all"].get("reasoning_accuracy") is not None:
+        series.append(("reasoning_accuracy", "reasoning (RPT)"))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / len(series)
     for i, (key, label) in enumerate(series):

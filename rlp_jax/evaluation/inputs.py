@@ -27,14 +27,34 @@ def load_params(path: str, which: str = "policy", mesh=None):
         cfg, params = load_model(path, mesh=mesh)
         return cfg, params, path, None
     from rlp_jax.train import checkpoint
-    from rlp_jax.train import config as config_lib
 
     cfg, params = checkpoint.restore_params(path, "ema_params" if which == "ema" else "params", mesh=mesh)
-    manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)
-    run_cfg = config_lib.from_dict(checkpoint.read_meta(manager, manager.latest_step())["config"])
-    manager.close()
+    run_cfg = run_config(path)
     data = run_cfg.data.data if os.path.isdir(run_cfg.data.data) else None
     return cfg, params, run_cfg.data.tokenizer or None, data
+
+
+def run_config(path: str):
+    """The resolved training config of a run / checkpoint dir; None for a model directory."""
+    from rlp_jax.model.config import MODEL_CONFIG_FILE
+    from rlp_jax.train import checkpoint
+    from rlp_jax.train import config as config_lib
+
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
+        return None
+    manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)
+    try:
+        return config_lib.from_dict(checkpoint.read_meta(manager, manager.latest_step())["config"])
+    finally:
+        manager.close()
+
+
+def base_model(path: str) -> str | None:
+    """The model a run started from (its `init_from`), if it is a directory here: the fixed
+    base model whose entropy defines difficulty (RPT §4.1); None for a model directory."""
+    run_cfg = run_config(path)
+    base = run_cfg.init_from if run_cfg is not None else ""
+    return base if base and os.path.isdir(base) else None
 
 
 def text_file_batches(path: str, tokenizer, seq_len: int, batch_size: int, max_batches: int):

@@ -71,19 +71,21 @@ def test_eval_cli_on_a_text_file(tmp_path):
 
     from rlp_jax.tokenizer import HFTokenizer
 
-    words = ["<s>", "<think>", "</think>"] + [f"w{i}" for i in range(30)]
+    words = ["<s>", "<think>", "</think>", "<eos>"] + [f"w{i}" for i in range(30)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<s>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    save_model(str(tmp_path / "m"), CFG, model.init_params(CFG, jax.random.key(0)), HFTokenizer(tok))
+    save_model(str(tmp_path / "m"), CFG, model.init_params(CFG, jax.random.key(0)), HFTokenizer(tok, eos_id=3))
     text = " ".join(f"w{(i * 7) % 30}" for i in range(200))
     (tmp_path / "t.txt").write_text(text)
     out = tmp_path / "ev"
     code = cli_main(["eval", "--checkpoint", str(tmp_path / "m"), "--text-file", str(tmp_path / "t.txt"),
-                     "--seq-len", "32", "--batch-size", "2", "--batches", "2", "--think",
+                     "--seq-len", "32", "--batch-size", "2", "--batches", "2", "--rpt",
                      "--thought-len", "4", "--out", str(out)])
     assert code == 0
     result = json.loads((out / "eval.json").read_text())
     assert result["all"]["nll_count"] == 4 * 31
     assert result["all"]["thinking_accuracy_count"] == 4 * 4 * 2
+    assert result["all"]["reasoning_accuracy_count"] == 4 * 4 * 2  # --rpt: beside thinking accuracy
+    assert result["proxy"].startswith("the evaluated model")  # a model directory has no base model
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     assert cli_main(["eval", "--checkpoint", str(tmp_path / "m"), "--text-file", str(tmp_path / "no.txt")]) == 2
