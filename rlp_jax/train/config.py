@@ -327,6 +327,9 @@ def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset(), set_rollout_
         getattr(cfg, cfg.run.objective).check_split(cfg.rollout.positions_per_window)
         cfg.rollout.check_window(cfg.data.seq_len, None if cfg.init_from else cfg.model.max_seq_len,
                                  what="a data.seq_len window")
+    if cfg.run.objective == "rpt" and cfg.data.seq_len - cfg.rpt.lookahead < cfg.rollout.min_context:
+        raise UserError(f"rpt.lookahead ({cfg.rpt.lookahead}) leaves no position of a data.seq_len window "
+                        f"({cfg.data.seq_len}) after rollout.min_context ({cfg.rollout.min_context})")
     if cfg.run.objective == "rpt" and cfg.data.data.startswith("synthetic"):
         raise UserError("run.objective=rpt compares decoded text: it needs real data and a tokenizer, not synthetic")
     if cfg.data.data.startswith("synthetic") and cfg.data.tokenizer in ("", "auto") and cfg.run.objective == "rlp" \

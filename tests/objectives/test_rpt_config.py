@@ -27,3 +27,8 @@ def test_shipped_rpt_config_has_the_paper_settings():
     assert (opt.learning_rate, opt.b1, opt.b2, opt.weight_decay, opt.grad_clip) == (1e-6, 0.9, 0.999, 0.01, 0.2)
     assert cfg.data.batch_size * cfg.rollout.positions_per_window == 256  # prompts per step
     assert cfg.rpt.dynamic_sampling_from == 500 and cfg.rpt.kl_beta == 0.0
+
+
+def test_a_lookahead_that_leaves_no_position_is_refused():
+    with pytest.raises(UserError, match="rpt.lookahead"):
+        config.load_config(os.path.join(REPO, "configs", "tiny_rpt.yaml"), ["rpt.lookahead=60"])
