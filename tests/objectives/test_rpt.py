@@ -1,6 +1,8 @@
 """The RPT objective: host rewards from decoded completions, the template, a fixed proxy's
 filter (filtered positions cost nothing), long predictions, dynamic sampling, a full step."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +38,13 @@ def _rpt(pcfg=SHORT):
 RCFG = _rpt().rollout_cfg
 
 
+@functools.lru_cache
+def _update():
+    return jax.jit(lambda *a: learn(_rpt(), OCFG, EMA_DECAY, *a))  # compiled once for the module
+
+
 def rpt_update(state, window, roll, reward, valid):
-    update = jax.jit(lambda *a: learn(_rpt(), OCFG, EMA_DECAY, *a))
+    update = _update()
     experience = Experience(roll=roll, windows=window, valid=valid, stats=jnp.zeros(3))
     return update(state, window, experience, reward)
 
