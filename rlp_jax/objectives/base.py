@@ -7,7 +7,8 @@
     batch, m   = loss_batch(experience, reward, window, φ)  advantages and constants
     loss, m    = loss(θ, minibatch)                      what the optimizer differentiates
 
-then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step.
+then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step;
+each step's gradient is averaged over `grad_accumulation` microbatches of its minibatch.
 An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`;
 the step is then compiled as two halves with the reward in between.
 """
@@ -25,6 +26,7 @@ class Objective(abc.ABC):
     host_reward: bool = False  # True: `reward` runs on the host between two compiled halves
     updates_per_rollout: int = 1
     minibatches: int = 1
+    grad_accumulation: int = 1
 
     @abc.abstractmethod
     def rollout(self, params, teacher, window, key) -> Any:
@@ -43,5 +45,9 @@ class Objective(abc.ABC):
         """`(loss, metrics)`; `metrics` must contain "loss"."""
 
     def minibatch(self, batch, index, count: int):
-        """Part `index` of `count` of the batch (each optimizer step reads one)."""
+        """Part `index` of `count` of the batch (each optimizer step or microbatch reads one)."""
         return batch
+
+    def combine_metrics(self, stacked: dict) -> dict:
+        """Metrics of `grad_accumulation` microbatches (stacked `[n]`) as the whole batch's."""
+        return {name: value.mean() for name, value in stacked.items()}

@@ -66,7 +66,7 @@ class RLP(pl.PolicyObjective):
         batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
                              logp_old=roll.logp,
                              advantages=pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage),
-                             ref_logp=ref_logp)
+                             ref_logp=ref_logp, old_from_forced=lcfg.single_update)
         metrics = dict(
             reward_mean=jnp.mean(reward), reward_std=jnp.std(reward), s_pred=jnp.mean(roll.s_pred),
             s_ema=jnp.mean(experience.s_ema), thought_len=jnp.mean(roll.lengths.astype(jnp.float32)),
