@@ -4,7 +4,7 @@
 
     experience = rollout(θ_old, φ, window, key)          sample (or nothing, for NTP)
     reward     = reward(experience, window)              jitted, or on the host (RPT)
-    batch, m   = loss_batch(experience, reward, window, φ)  advantages and constants
+    batch, m   = loss_batch(experience, reward, window, ref)  advantages and constants
     loss, m    = loss(θ, minibatch)                      what the optimizer differentiates
 
 then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step;
@@ -23,6 +23,7 @@ class Objective(abc.ABC):
     """Subclasses are frozen dataclasses holding their configs (static in compiled code)."""
 
     name: str = ""
+    needs_reference: bool = False  # True: the state keeps θ_0 as a fixed KL reference
     host_reward: bool = False  # True: `reward` runs on the host between two compiled halves
     updates_per_rollout: int = 1
     minibatches: int = 1
@@ -37,8 +38,10 @@ class Objective(abc.ABC):
         """Rewards of the experience; a JAX function unless `host_reward`."""
 
     @abc.abstractmethod
-    def loss_batch(self, experience, reward, window, teacher) -> tuple[Any, dict]:
-        """`(batch, metrics)`: what `loss` reads (constants: advantages, old log-probs)."""
+    def loss_batch(self, experience, reward, window, reference) -> tuple[Any, dict]:
+        """`(batch, metrics)`: what `loss` reads (constants: advantages, old log-probs).
+        `reference` is the KL reference policy: the fixed θ_0 when the state keeps one
+        (kl_beta > 0), else the EMA teacher φ."""
 
     @abc.abstractmethod
     def loss(self, params, batch) -> tuple[Any, dict]:

@@ -169,6 +169,10 @@ class PolicyObjective(Objective):
         return self.loss_cfg.minibatches
 
     @property
+    def needs_reference(self) -> bool:
+        return self.loss_cfg.kl_beta > 0
+
+    @property
     def grad_accumulation(self) -> int:
         return self.loss_cfg.grad_accumulation
 

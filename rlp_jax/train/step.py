@@ -27,7 +27,7 @@ from rlp_jax.model import sharding
 from rlp_jax.model.sharding import MeshConfig, make_mesh
 from rlp_jax.objectives.base import Objective
 from rlp_jax.train.optimizer import OptimizerConfig, make_optimizer
-from rlp_jax.train.state import TrainState, ema_update, state_shardings, teacher_params
+from rlp_jax.train.state import TrainState, ema_update, reference_params, state_shardings, teacher_params
 
 
 def accumulated_grad(objective: Objective, params, batch):
@@ -87,12 +87,12 @@ def learn(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: 
           reward):
     """Advantages and constants, then the optimizer and EMA steps: `(new_state, metrics)`."""
     teacher = teacher_params(state)  # lazy init: φ ← θ at the first step
-    batch, metrics = objective.loss_batch(experience, reward, window, teacher)
+    batch, metrics = objective.loss_batch(experience, reward, window, reference_params(state))
     params, opt_state, ema, per_update = optimize(objective, ocfg, ema_decay, state.params, state.opt_state,
                                                   teacher, batch)
     metrics = {**{name: jnp.mean(value) for name, value in per_update.items()}, **metrics}
     rng, _ = _split(state)
-    return TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
+    return state.replace(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
 
 
 def objective_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window):

@@ -106,3 +106,32 @@ def test_one_update_per_rollout_is_exactly_on_policy_in_bf16():
     assert float(metrics["clip_frac"]) == 0.0 and float(metrics["approx_kl"]) == 0.0
     mismatch = float(metrics["logp_mismatch"])
     assert 0.0 < mismatch < 0.5  # bf16 decode vs teacher-forced pass: close, not equal
+
+
+def test_kl_reference_stays_the_initial_params_and_is_checkpointed(tmp_path):
+    from rlp_jax.train import checkpoint
+    from rlp_jax.train.state import reference_params
+
+    theta0 = _copy(model.init_params(CFG, jax.random.key(0)))
+    state = init_state(jax.tree.map(jnp.asarray, theta0), OCFG, jax.random.key(1), reference=True)
+    assert init_state(theta0, OCFG, jax.random.key(1)).ref_params is None  # no KL: no extra copy
+    step = _compiled(state, loss=RLPConfig(kl_beta=0.5))
+    window = jax.random.randint(jax.random.key(2), (2, 10), 3, CFG.vocab_size)
+    kls = []
+    for _ in range(4):
+        state, metrics = step(state, window)
+        kls.append(float(metrics["kl_ref"]))
+    for a, b in zip(jax.tree.leaves(state.ref_params), jax.tree.leaves(theta0)):
+        np.testing.assert_array_equal(np.asarray(a), b)  # θ_0, bit for bit, after 4 steps
+    assert reference_params(state) is state.ref_params
+    ema_moved = max(float(np.abs(np.asarray(a) - b).max()) for a, b in
+                    zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(theta0)))
+    assert ema_moved > 1e-4  # the EMA did move: it would have been a different reference
+    assert kls[0] < 1e-6 < kls[-1]  # step 0: θ = θ_0, so the KL to the reference is 0
+    manager = checkpoint.make_manager(str(tmp_path), async_save=False)
+    checkpoint.save(manager, 4, state, force=True)
+    manager.wait_until_finished()
+    like = jax.eval_shape(lambda: state)
+    restored, _ = checkpoint.restore(manager, like, jax.tree.map(lambda a: a.sharding, state))
+    for a, b in zip(jax.tree.leaves(restored.ref_params), jax.tree.leaves(theta0)):
+        np.testing.assert_array_equal(np.asarray(a), b)
