@@ -2,7 +2,7 @@
 
     experience = objective.rollout(θ_old, φ, window, key)
     reward     = objective.reward(experience, window)
-    batch      = objective.loss_batch(experience, reward, window, φ)
+    batch      = objective.loss_batch(experience, reward, window, ref)    ref: θ_0 if kept, else φ
     updates_per_rollout × minibatches: gradient of objective.loss (averaged over
         grad_accumulation microbatches) → optimizer step → EMA step
 
