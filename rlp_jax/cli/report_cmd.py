@@ -12,8 +12,9 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
-def step_flops(run_dir: str) -> float:
-    """Training FLOPs per step of a run, rollouts included, from its resolved config."""
+def step_cost(run_dir: str) -> tuple[float, float]:
+    """`(FLOPs, tokens)` per training step of a run, rollouts included, from its resolved
+    config: matmul FLOPs, and the RLP paper's token count (App. 11; B·T for NTP)."""
     import os
 
     from rlp_jax.train import config as config_lib
@@ -22,11 +23,18 @@ def step_flops(run_dir: str) -> float:
     cfg = config_lib.from_dict(config_lib.read_yaml(os.path.join(run_dir, "config.yaml")))
     data, rollout = cfg.data, cfg.rollout
     if cfg.run.objective == "ntp":
-        return flops.ntp_step_flops(cfg.model, data.batch_size, data.seq_len)
+        return flops.ntp_step_flops(cfg.model, data.batch_size, data.seq_len), float(data.batch_size * data.seq_len)
     markers = max(len(rollout.open_ids) + len(rollout.close_ids), 2)
-    updates = getattr(cfg, cfg.run.objective).updates_per_rollout
-    return flops.rlp_step_flops(cfg.model, data.batch_size, data.seq_len, rollout.positions_per_window,
-                                rollout.group_size, rollout.thought_len, markers, updates)["total"]
+    loss = getattr(cfg, cfg.run.objective)
+    shape = (data.batch_size, data.seq_len, rollout.positions_per_window, rollout.group_size, rollout.thought_len)
+    step = flops.rlp_step_flops(cfg.model, *shape, markers, loss.updates_per_rollout,
+                                loss.minibatches * loss.grad_accumulation, loss.kl_beta > 0)["total"]
+    return step, flops.paper_tokens(*shape, marker_len=markers)
+
+
+def step_flops(run_dir: str) -> float:
+    """Training FLOPs per step of a run, rollouts included."""
+    return step_cost(run_dir)[0]
 
 
 def run(args) -> int:
@@ -38,12 +46,13 @@ def run(args) -> int:
     from rlp_jax.evaluation.report import fit_power_law
     from rlp_jax.train.metrics import plot_curves, read_metrics, series
 
-    runs = {}
+    runs, tokens = {}, {}
     for run_dir in args.runs:
         label = os.path.basename(os.path.normpath(run_dir))
         if label in runs:
             label = os.path.normpath(run_dir)
-        runs[label] = (read_metrics(run_dir), step_flops(run_dir))
+        per_step, tokens[label] = step_cost(run_dir)
+        runs[label] = (read_metrics(run_dir), per_step)
     os.makedirs(args.out, exist_ok=True)
     written = []
     for x_axis in ("step", "flops"):
@@ -63,7 +72,8 @@ def run(args) -> int:
                 except UserError as err:
                     fits[f"{label}:{key}"] = {"error": str(err)}
     with open(os.path.join(args.out, "fits.json"), "w") as f:
-        json.dump({"flops_per_step": {k: v[1] for k, v in runs.items()}, "fits": fits}, f, indent=2)
+        json.dump({"flops_per_step": {k: v[1] for k, v in runs.items()}, "paper_tokens_per_step": tokens,
+                   "fits": fits}, f, indent=2)
     for name, fit in fits.items():
         if "error" in fit:
             print(f"{name}: {fit['error']}")

@@ -3,7 +3,8 @@
 A forward pass over one token costs 2·(matmul params) plus attention 4·layers·heads·
 head_dim·(keys it reads). A backward pass costs twice the forward. RLP steps count
 their rollouts too (docs/algorithms.md): the EMA pass, the window prefill, every decoded thought
-token, the teacher-forced close marker, and the gradient pass over window + branches.
+token, the teacher-forced close marker, the gradient pass over window + branches, and the
+KL reference pass when there is one. `paper_tokens` is the paper's own token count beside it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,15 @@ def ntp_step_flops(cfg: ModelConfig, batch: int, seq_len: int) -> float:
 
 
 def rlp_step_flops(cfg: ModelConfig, batch: int, seq_len: int, positions: int, group_size: int,
-                   thought_len: int, marker_len: int = 2, updates: int = 1) -> dict[str, float]:
-    """FLOPs of one RLP step by phase (thoughts assumed full length: an upper bound)."""
+                   thought_len: int, marker_len: int = 2, updates: int = 1, window_passes: int = 1,
+                   kl_reference: bool = False) -> dict[str, float]:
+    """FLOPs of one RLP step by phase (thoughts assumed full length: an upper bound).
+
+    `updates`: passes over the rollout (updates_per_rollout); `window_passes`: window
+    prefills per pass (minibatches × grad_accumulation: each gradient pass re-prefills the
+    window for its part of the branches); `kl_reference`: kl_beta > 0 scores the branches
+    with the reference (one forward over window + branches).
+    """
     window_tokens = batch * seq_len
     branches = batch * positions * group_size
     branch_tokens = branches * (thought_len + marker_len)
@@ -40,11 +48,25 @@ def rlp_step_flops(cfg: ModelConfig, batch: int, seq_len: int, positions: int, g
         "ema_pass": forward_flops(cfg, window_tokens, seq_len / 2),
         "prefill": forward_flops(cfg, window_tokens, seq_len / 2),
         "decode": forward_flops(cfg, branch_tokens, context + thought_len / 2),
-        "update": updates * 3 * (forward_flops(cfg, window_tokens, seq_len / 2)
+        "update": updates * 3 * (window_passes * forward_flops(cfg, window_tokens, seq_len / 2)
                                  + forward_flops(cfg, branch_tokens, context + thought_len / 2)),
     }
+    if kl_reference:
+        phases["kl_reference"] = (forward_flops(cfg, window_tokens, seq_len / 2)
+                                  + forward_flops(cfg, branch_tokens, context + thought_len / 2))
     phases["total"] = sum(phases.values())
     return phases
+
+
+def paper_tokens(batch: int, seq_len: int, positions: int, group_size: int, thought_len: int, steps: int = 1,
+                 marker_len: int = 2) -> float:
+    """The RLP paper's compute measure (App. 11), tokens processed with the rollouts:
+    T_flop ≈ n · l_seq · batch · steps + T_inp, with n = G rollouts per prompt, batch = B·K
+    prompts (thinking positions) per step, l_seq = context + markers + thought (the full
+    window as context, thoughts at full length: an upper bound) and T_inp = B·T·steps the
+    input tokens read. Multiply by 6·params for the usual FLOP estimate."""
+    rollouts = group_size * (seq_len + marker_len + thought_len) * batch * positions * steps
+    return float(rollouts + batch * seq_len * steps)
 
 
 def decode_bytes_per_step(cfg: ModelConfig, batch: int, window: int, branches: int, branch_len: int) -> float:

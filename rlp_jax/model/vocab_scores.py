@@ -23,19 +23,33 @@ def tempered_logp(logits, temperature: float):
     return jax.nn.log_softmax(logits.astype(jnp.float32) * scale, axis=-1)
 
 
-def logit_scores(logits, targets, temperature: float = 1.0):
-    """`(logp of targets, entropy)` of softmax(logits / temperature), from logits `[..., V]`."""
+BANNED_LOGIT = -1e9  # finite, so that p·log p stays 0 (not 0·inf) for a banned token
+
+
+def ban_token(logits, token_id: int, where=True):
+    """float32 logits with `token_id` made impossible where `where` holds (the rest of the
+    distribution renormalises): how a thought is kept from ending before its first token."""
+    hit = (jnp.arange(logits.shape[-1]) == token_id) & jnp.asarray(where)[..., None]
+    return jnp.where(hit, BANNED_LOGIT, logits.astype(jnp.float32))
+
+
+def logit_scores(logits, targets, temperature: float = 1.0, banned: int = -1):
+    """`(logp of targets, entropy)` of softmax(logits / temperature), from logits `[..., V]`,
+    with token `banned` (if >= 0) made impossible."""
+    if banned >= 0:
+        logits = ban_token(logits, banned)
     logp = tempered_logp(logits, temperature)
     picked = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     return picked, -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
-def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float):
-    return logit_scores(model_lib.head_logits(params, cfg, hidden), targets, temperature)
+def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float, banned: int = -1):
+    return logit_scores(model_lib.head_logits(params, cfg, hidden), targets, temperature, banned)
 
 
-def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0):
-    """`(logp, entropy)`, both shaped like `targets`, of softmax(head(hidden) / temperature).
+def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0, banned: int = -1):
+    """`(logp, entropy)`, both shaped like `targets`, of softmax(head(hidden) / temperature)
+    (token `banned`, if >= 0, made impossible).
 
     `hidden [..., d_model]` are final-norm states from a `head=False` model call.
     """
@@ -44,13 +58,13 @@ def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float 
     flat_targets = targets.reshape(-1)
     n, chunk = flat_targets.shape[0], cfg.head_chunk
     if not chunk or n <= chunk:
-        picked, entropy = _scores(params, cfg, rows, flat_targets, temperature)
+        picked, entropy = _scores(params, cfg, rows, flat_targets, temperature, banned)
         return picked.reshape(shape), entropy.reshape(shape)
     pad = -n % chunk
     rows = jnp.pad(rows, ((0, pad), (0, 0))).reshape(-1, chunk, rows.shape[-1])
     flat_targets = jnp.pad(flat_targets, (0, pad)).reshape(-1, chunk)
-    score_chunk = jax.checkpoint(_scores, static_argnums=(1, 4))
-    picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature),
+    score_chunk = jax.checkpoint(_scores, static_argnums=(1, 4, 5))
+    picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature, banned),
                                   (rows, flat_targets))
     return picked.reshape(-1)[:n].reshape(shape), entropy.reshape(-1)[:n].reshape(shape)
 

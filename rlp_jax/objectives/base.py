@@ -4,10 +4,11 @@
 
     experience = rollout(θ_old, φ, window, key)          sample (or nothing, for NTP)
     reward     = reward(experience, window)              jitted, or on the host (RPT)
-    batch, m   = loss_batch(experience, reward, window, φ)  advantages and constants
+    batch, m   = loss_batch(experience, reward, window, ref)  advantages and constants
     loss, m    = loss(θ, minibatch)                      what the optimizer differentiates
 
-then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step.
+then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step;
+each step's gradient is averaged over `grad_accumulation` microbatches of its minibatch.
 An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`
 and implements `collect`, which drives the compiled rollout from the host (as often as it
 needs: RPT refills groups without signal) and returns experience and reward; the update
@@ -24,9 +25,11 @@ class Objective(abc.ABC):
     """Subclasses are frozen dataclasses holding their configs (static in compiled code)."""
 
     name: str = ""
+    needs_reference: bool = False  # True: the state keeps θ_0 as a fixed KL reference
     host_reward: bool = False  # True: `reward` runs on the host between two compiled halves
     updates_per_rollout: int = 1
     minibatches: int = 1
+    grad_accumulation: int = 1
 
     @abc.abstractmethod
     def rollout(self, params, teacher, window, key) -> Any:
@@ -37,8 +40,10 @@ class Objective(abc.ABC):
         """Rewards of the experience; a JAX function unless `host_reward`."""
 
     @abc.abstractmethod
-    def loss_batch(self, experience, reward, window, teacher) -> tuple[Any, dict]:
-        """`(batch, metrics)`: what `loss` reads (constants: advantages, old log-probs)."""
+    def loss_batch(self, experience, reward, window, reference) -> tuple[Any, dict]:
+        """`(batch, metrics)`: what `loss` reads (constants: advantages, old log-probs).
+        `reference` is the KL reference policy: the fixed θ_0 when the state keeps one
+        (kl_beta > 0), else the EMA teacher φ."""
 
     @abc.abstractmethod
     def loss(self, params, batch) -> tuple[Any, dict]:
@@ -51,5 +56,9 @@ class Objective(abc.ABC):
         raise NotImplementedError(f"{self.name} computes its reward on the device")
 
     def minibatch(self, batch, index, count: int):
-        """Part `index` of `count` of the batch (each optimizer step reads one)."""
+        """Part `index` of `count` of the batch (each optimizer step or microbatch reads one)."""
         return batch
+
+    def combine_metrics(self, stacked: dict) -> dict:
+        """Metrics of `grad_accumulation` microbatches (stacked `[n]`) as the whole batch's."""
+        return {name: value.mean() for name, value in stacked.items()}

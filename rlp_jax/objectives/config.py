@@ -29,8 +29,9 @@ class PolicyLossConfig:
     advantage: str = "rlp"
     std: str = "population"  # σ of the "grpo" advantage
     loss_aggregation: str = "sequence"
-    updates_per_rollout: int = 1
-    minibatches: int = 1  # split over the K positions (whole groups stay together)
+    updates_per_rollout: int = 1  # extra optimizer steps on one rollout (off-policy after the first)
+    minibatches: int = 1  # optimizer steps per pass, each on a part of the K positions (groups stay whole)
+    grad_accumulation: int = 1  # microbatches of the K positions whose gradients make ONE optimizer step
 
     def __post_init__(self):
         p = self.section
@@ -42,18 +43,24 @@ class PolicyLossConfig:
         need(self.std in STDS, f"{p}.std: unknown {self.std!r} (choose one of {STDS})")
         need(self.loss_aggregation in AGGREGATIONS,
              f"{p}.loss_aggregation: unknown {self.loss_aggregation!r} (choose one of {AGGREGATIONS})")
-        for name in ("updates_per_rollout", "minibatches"):
+        for name in ("updates_per_rollout", "minibatches", "grad_accumulation"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1, f"{p}.{name} must be an integer >= 1, got {value!r}")
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
 
+    @property
+    def single_update(self) -> bool:
+        """One optimizer step per rollout (Algorithm 1): the update is on-policy."""
+        return self.updates_per_rollout == 1 and self.minibatches == 1
+
     def check_split(self, positions_per_window: int) -> None:
-        """Minibatches split the K positions of a window into equal parts."""
-        need(positions_per_window % self.minibatches == 0,
-             f"{self.section}.minibatches ({self.minibatches}) must divide rollout.positions_per_window "
-             f"({positions_per_window})")
+        """Minibatches, then accumulation microbatches, split the K positions into equal parts."""
+        parts = self.minibatches * self.grad_accumulation
+        need(positions_per_window % parts == 0,
+             f"{self.section}.minibatches × {self.section}.grad_accumulation ({self.minibatches} × "
+             f"{self.grad_accumulation}) must divide rollout.positions_per_window ({positions_per_window})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,6 +98,9 @@ class LossBatch:
     advantages: jax.Array  # [B, R]
     ref_logp: jax.Array | None = None  # [B, R, L] only when kl_beta > 0
     valid: jax.Array | None = None  # [B, R] branches that count in the loss (default: all)
+    # One update per rollout: the old log-probs are the teacher-forced ones (stop-gradient), so
+    # ρ = 1 exactly; `logp_old` (from decoding) then only feeds the `logp_mismatch` metric.
+    old_from_forced: bool = struct.field(pytree_node=False, default=False)
 
     def minibatch(self, index, count: int, axis: int = 1) -> "LossBatch":
         """Part `index` of `count` of the branch axis (whole groups: K splits, G stays), or of
@@ -116,6 +119,22 @@ def _token_mean(values, mask):
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+TOKEN_METRICS = ("clip_frac", "approx_kl", "entropy", "logp_mismatch")  # means over thought tokens
+
+
+def combine_metrics(stacked: dict) -> dict:
+    """Metrics of equal-size microbatches `[n]` → the full batch's: token means weighted by
+    their `thought_tokens`, token counts summed, branch means (the loss) averaged."""
+    tokens = stacked["thought_tokens"]
+    out = {}
+    for name, value in stacked.items():
+        if name in TOKEN_METRICS:
+            out[name] = jnp.sum(value * tokens) / jnp.maximum(jnp.sum(tokens), 1)
+        else:
+            out[name] = jnp.sum(value) if name == "thought_tokens" else jnp.mean(value)
+    return out
+
+
 def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLossConfig, batch: LossBatch,
                 ntp_coef: float = 0.0, score_fn: Callable = br.score_branches):
     """Clipped surrogate (+ ntp_coef·NTP after the thought + kl_beta·KL to the reference).
@@ -125,7 +144,8 @@ def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLo
     """
     scores = score_fn(params, cfg, rollout, batch.window, batch.t, batch.thoughts, batch.lengths)
     mask = scores.thought_mask
-    logp_old = jax.lax.stop_gradient(batch.logp_old)
+    forced = jax.lax.stop_gradient(scores.thought_logp)
+    logp_old = forced if batch.old_from_forced else jax.lax.stop_gradient(batch.logp_old)
     adv = jax.lax.stop_gradient(batch.advantages)
     loss, clipped = clipped_surrogate(scores.thought_logp, logp_old, adv, mask, lcfg.eps_low, lcfg.eps_high,
                                       batch.valid, lcfg.loss_aggregation)
@@ -140,7 +160,10 @@ def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLo
         "approx_kl": _token_mean(jnp.exp(log_ratio) - 1.0 - log_ratio, mask),  # k3 of KL(old‖new)
         "entropy": _token_mean(jax.lax.stop_gradient(scores.entropy), mask),
         "s_pred_new": jnp.mean(jax.lax.stop_gradient(s_pred)),
+        "thought_tokens": jnp.sum(mask).astype(jnp.float32),
     }
+    if batch.old_from_forced:  # |log π decoded − log π teacher-forced| of the same θ (bf16 drift)
+        metrics["logp_mismatch"] = _token_mean(jnp.abs(jax.lax.stop_gradient(batch.logp_old) - forced), mask)
     if lcfg.kl_beta > 0:
         d = jax.lax.stop_gradient(batch.ref_logp) - scores.thought_logp
         kl = jnp.mean(masked_mean_per_branch(jnp.exp(d) - d - 1.0, mask))
@@ -152,7 +175,7 @@ def policy_loss(params, cfg: ModelConfig, rollout: RolloutConfig, lcfg: PolicyLo
 
 class PolicyObjective(Objective):
     """An objective trained by `policy_loss`: its `loss_cfg` sets how many updates a rollout
-    feeds and how the branches split into minibatches."""
+    feeds and how the branches split into minibatches and accumulation microbatches."""
 
     loss_cfg: PolicyLossConfig
 
@@ -164,5 +187,16 @@ class PolicyObjective(Objective):
     def minibatches(self) -> int:
         return self.loss_cfg.minibatches
 
+    @property
+    def needs_reference(self) -> bool:
+        return self.loss_cfg.kl_beta > 0
+
+    @property
+    def grad_accumulation(self) -> int:
+        return self.loss_cfg.grad_accumulation
+
     def minibatch(self, batch: LossBatch, index, count: int) -> LossBatch:
         return batch.minibatch(index, count)
+
+    def combine_metrics(self, stacked: dict) -> dict:
+        return combine_metrics(stacked)

@@ -4,7 +4,7 @@ Read it top to bottom; docs/algorithms.md gives the equations.
     rollout     EMA teacher φ, no thought: S_ema and entropy at every position
                 → K positions per window → G thoughts each with θ_old (prefix-shared)
     reward      r = S_pred − S_ema (a constant for the loss)
-    loss_batch  A = G/(G−1)·(r − mean_G r); KL reference scores if kl_beta > 0
+    loss_batch  A = G/(G−1)·(r − mean_G r); reference (θ_0) scores if kl_beta > 0
     loss        clipped surrogate on the thought tokens (+ optional NTP and KL terms)
 
 `rlp_jax.train.step` then takes `updates_per_rollout × minibatches` optimizer steps,
@@ -57,16 +57,16 @@ class RLP(pl.PolicyObjective):
     def reward(self, experience: Experience, window):
         return information_gain(experience.roll.s_pred, experience.s_ema)
 
-    def loss_batch(self, experience: Experience, reward, window, teacher):
+    def loss_batch(self, experience: Experience, reward, window, reference):
         roll, lcfg = experience.roll, self.loss_cfg
         ref_logp = None
-        if lcfg.kl_beta > 0:  # reference policy = the EMA teacher
-            ref_logp = br.score_branches(teacher, self.model, self.rollout_cfg, window, roll.t, roll.thoughts,
+        if lcfg.kl_beta > 0:  # reference policy: the fixed θ_0 the train state keeps (paper §10)
+            ref_logp = br.score_branches(reference, self.model, self.rollout_cfg, window, roll.t, roll.thoughts,
                                          roll.lengths).thought_logp
         batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
                              logp_old=roll.logp,
                              advantages=pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage),
-                             ref_logp=ref_logp)
+                             ref_logp=ref_logp, old_from_forced=lcfg.single_update)
         metrics = dict(
             reward_mean=jnp.mean(reward), reward_std=jnp.std(reward), s_pred=jnp.mean(roll.s_pred),
             s_ema=jnp.mean(experience.s_ema), thought_len=jnp.mean(roll.lengths.astype(jnp.float32)),

@@ -27,6 +27,9 @@ from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.config import RolloutConfig
 
 
+MIN_THOUGHT = 1  # |c| >= 1: the close marker's first token is banned at the first thought slot
+
+
 @struct.dataclass
 class BranchScores:
     """Per-branch outputs of a teacher-forced pass (all [B, R] or [B, R, L])."""
@@ -95,8 +98,11 @@ def scores_from_hidden(params, cfg: ModelConfig, rcfg: RolloutConfig, hidden, th
     """Thought log-probs, entropies and S_pred from teacher-forced hidden states `[B,R,S,D]`."""
     o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
     mask = jnp.arange(L) < lengths[..., None]
-    thought_logp, entropy = vocab_scores.target_scores(
-        params, cfg, hidden[..., o - 1 : o - 1 + L, :], thoughts, rcfg.temperature)
+    rows, first = hidden[..., o - 1 : o - 1 + L, :], MIN_THOUGHT  # slots < first: close token banned
+    early = vocab_scores.target_scores(params, cfg, rows[..., :first, :], thoughts[..., :first], rcfg.temperature,
+                                       banned=rcfg.close_ids[0])
+    late = vocab_scores.target_scores(params, cfg, rows[..., first:, :], thoughts[..., first:], rcfg.temperature)
+    thought_logp, entropy = (jnp.concatenate([a, b], axis=-1) for a, b in zip(early, late))
     s_pred, _ = vocab_scores.target_scores(params, cfg, hidden[..., o + L + c - 1, :], targets)
     return BranchScores(thought_logp=jnp.where(mask, thought_logp, 0.0), thought_mask=mask,
                         entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)

@@ -14,6 +14,9 @@ from typing import Any
 from rlp_jax.errors import need
 
 POSITION_STRATEGIES = ("uniform", "entropy")
+PAPER_THOUGHT_LEN = 2048  # RLP paper: thoughts up to 2048 tokens (Table S.1: 64 is its worst setting)
+AUTO = -1  # thought_len: the paper's length, capped by the model's positions (`resolve_thought_len`)
+SHORT_THOUGHT = 512  # below this a real model is warned (unless allow_short_thoughts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +29,7 @@ class RolloutConfig:
 
     group_size: int = 16  # G thoughts per position
     positions_per_window: int = 8  # K
-    thought_len: int = 64  # L, max sampled thought tokens
+    thought_len: int = 64  # L, max sampled thought tokens; -1: auto (training's default for real models)
     temperature: float = 0.7
     top_k: int = 0
     top_p: float = 1.0
@@ -36,6 +39,7 @@ class RolloutConfig:
     close_text: str = "</think>"
     position_strategy: str = "uniform"
     min_context: int = 16
+    allow_short_thoughts: bool = False  # no warning for L < 512 (tiny CPU configs and tests)
 
     def __post_init__(self):
         p = "rollout"
@@ -43,7 +47,10 @@ class RolloutConfig:
              f"{p}.group_size must be >= 2 (advantages compare thoughts), got {self.group_size!r}")
         for name in ("positions_per_window", "thought_len", "min_context"):
             value = getattr(self, name)
-            need(isinstance(value, int) and value >= 1, f"{p}.{name} must be an integer >= 1, got {value!r}")
+            auto = name == "thought_len" and value == AUTO
+            need(isinstance(value, int) and (value >= 1 or auto),
+                 f"{p}.{name} must be an integer >= 1" + (f" (or {AUTO}: auto)" if name == "thought_len" else "")
+                 + f", got {value!r}")
         need(self.temperature > 0, f"{p}.temperature must be > 0 for RL rollouts, got {self.temperature}")
         need(self.top_k >= 0, f"{p}.top_k must be >= 0 (0 disables), got {self.top_k}")
         need(0 < self.top_p <= 1, f"{p}.top_p must be in (0, 1], got {self.top_p}")
@@ -77,6 +84,24 @@ class RolloutConfig:
             return (int(single),) if single is not None else tuple(int(i) for i in tokenizer.encode(text))
         return self.replace(open_ids=ids(self.open_text, self.open_ids),
                             close_ids=ids(self.close_text, self.close_ids))
+
+    def resolve_thought_len(self, window_len: int, max_seq_len: int) -> "RolloutConfig":
+        """`thought_len` auto (-1) → min(2048, the positions the model has left after a window
+        and the markers); an explicit length is kept."""
+        if self.thought_len != AUTO:
+            return self
+        room = max_seq_len - window_len - max(len(self.open_ids), 1) - max(len(self.close_ids), 1)
+        need(room >= 1, f"rollout.thought_len (auto): no positions left for a thought after {window_len} "
+                        f"context tokens and the markers (model.max_seq_len {max_seq_len})")
+        return self.replace(thought_len=min(PAPER_THOUGHT_LEN, room))
+
+    def short_thought_warning(self, model_params: int, small_model: int = 50_000_000) -> str | None:
+        """One line when a real model would think in fewer than 512 tokens (Table S.1)."""
+        if self.allow_short_thoughts or model_params < small_model or self.thought_len >= SHORT_THOUGHT:
+            return None
+        return (f"warning: rollout.thought_len={self.thought_len} is below {SHORT_THOUGHT}; the RLP paper's short "
+                f"thoughts did far worse than its {PAPER_THOUGHT_LEN} (Table S.1). Set "
+                f"rollout.allow_short_thoughts=true to silence this.")
 
     def check_window(self, window_len: int, max_seq_len: int | None = None, what: str = "a window") -> None:
         """K positions must fit after min_context, and window + markers + thought within the

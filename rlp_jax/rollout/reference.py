@@ -41,7 +41,10 @@ def reference_score_branches(params, cfg: ModelConfig, rcfg: RolloutConfig, wind
                                    jnp.asarray(rcfg.close_ids, jnp.int32)])
             seq = jnp.pad(seq, (0, padded_len - seq.shape[0]))
             logits = model_lib.forward_compiled(params, cfg, seq[None])[0]
-            tl = vocab_scores.tempered_logp(logits[t + o - 1 : t + o - 1 + n], rcfg.temperature)
+            rows = logits[t + o - 1 : t + o - 1 + n]
+            first = jnp.arange(n) < br.MIN_THOUGHT  # the close token cannot end an empty thought
+            tl = vocab_scores.tempered_logp(vocab_scores.ban_token(rows, rcfg.close_ids[0], first),
+                                            rcfg.temperature)
             lp = jnp.take_along_axis(tl, thoughts[b, r, :n, None].astype(jnp.int32), -1)[:, 0]
             ent = -jnp.sum(jnp.exp(tl) * tl, axis=-1)
             pad = jnp.zeros((L - n,))

@@ -100,6 +100,7 @@ class Sampler:
     top_p: float = struct.field(pytree_node=False, default=1.0)
     stop_id: int = struct.field(pytree_node=False, default=-1)
     keep_stop: bool = struct.field(pytree_node=False, default=False)  # the stop token is output
+    min_len: int = struct.field(pytree_node=False, default=0)  # stop_id impossible before this many tokens
 
 
 @struct.dataclass
@@ -132,13 +133,17 @@ def decode_loop(params, cfg: ModelConfig, state: DecodeState, sampler: Sampler, 
 
     Token u of a branch sits at RoPE position `start_pos[b, r] + u`. A branch ends at
     `stop_id` (kept in the output iff `keep_stop`); its later steps are written as invalid
-    slots, which no query ever attends to. The prefix (a window cache) is read through
-    its per-branch mask.
+    slots, which no query ever attends to. Before step `min_len` the stop token is banned:
+    it is never sampled and the log-probs are those of the renormalised distribution. The
+    prefix (a window cache) is read through its per-branch mask.
     """
     def body(s: DecodeState) -> DecodeState:
         key, sub = jax.random.split(s.key)
-        token = sample_logits(s.logits, sub, sampler.temperature, sampler.top_k, sampler.top_p)
-        tempered = vocab_scores.tempered_logp(s.logits, sampler.temperature)
+        logits = s.logits
+        if sampler.min_len > 0 and sampler.stop_id >= 0:
+            logits = vocab_scores.ban_token(logits, sampler.stop_id, s.step < sampler.min_len)
+        token = sample_logits(logits, sub, sampler.temperature, sampler.top_k, sampler.top_p)
+        tempered = vocab_scores.tempered_logp(logits, sampler.temperature)
         token_logp = jnp.take_along_axis(tempered, token[..., None], -1)[..., 0]
         stop = token == sampler.stop_id
         keep = ~s.done & (sampler.keep_stop | ~stop)

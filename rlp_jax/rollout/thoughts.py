@@ -32,9 +32,10 @@ class Rollout:
 
 
 def thought_sampler(rcfg: RolloutConfig) -> Sampler:
-    """Thoughts end at the first token of the close marker (not kept: it is teacher-forced)."""
+    """Thoughts end at the first token of the close marker (not kept: it is teacher-forced),
+    which is banned at the first step so that |c| >= 1 (Algorithm 1, line 7)."""
     return Sampler(rcfg.thought_len, rcfg.temperature, rcfg.top_k, rcfg.top_p, stop_id=rcfg.close_ids[0],
-                   keep_stop=False)
+                   keep_stop=False, min_len=br.MIN_THOUGHT)
 
 
 def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, decoded: DecodeState,

@@ -3,6 +3,7 @@
 A checkpoint at step s holds the state after s optimizer steps and the data iterator
 positioned after s batches, as separate items so evaluation can read only what it needs:
   params, ema_params, opt_state   (Orbax StandardSave; restore onto any mesh)
+  ref_params                      θ_0, only when the run keeps a fixed KL reference
   train                           step and the raw rng key data
   iter                            the Grain iterator state (one file per process)
   meta                            JSON: the resolved config, so a checkpoint is self-describing
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 
 from rlp_jax.errors import UserError, one_line
 
-STATE_ITEMS = ("params", "ema_params", "opt_state")
+STATE_ITEMS = ("params", "ema_params", "opt_state", "ref_params")
 ITEMS = STATE_ITEMS + ("train", "iter", "meta")
 
 
@@ -57,7 +58,7 @@ def save(manager, step: int, state, iterator=None, meta: dict | None = None, for
     """Save `state` (a `rlp.TrainState`) as checkpoint `step` if due (or `force`)."""
     import orbax.checkpoint as ocp
 
-    args = {name: ocp.args.StandardSave(getattr(state, name)) for name in STATE_ITEMS}
+    args = {name: ocp.args.StandardSave(getattr(state, name)) for name in _present(state)}
     args["train"] = ocp.args.StandardSave({"step": state.step, "rng": jax.random.key_data(state.rng)})
     args["meta"] = ocp.args.JsonSave(meta or {})
     if iterator is not None:
@@ -65,6 +66,11 @@ def save(manager, step: int, state, iterator=None, meta: dict | None = None, for
 
         args["iter"] = grain.checkpoint.CheckpointSave(iterator)
     return manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+
+def _present(state) -> tuple[str, ...]:
+    """The state items this run has (`ref_params` only with a KL reference)."""
+    return tuple(name for name in STATE_ITEMS if getattr(state, name) is not None)
 
 
 def _abstract(tree, shardings):
@@ -84,7 +90,7 @@ def restore(manager, state_like, shardings, iterator=None, step: int | None = No
         raise UserError(f"no checkpoint in {manager.directory}")
     key_data = jax.eval_shape(jax.random.key_data, state_like.rng)
     args = {name: ocp.args.StandardRestore(_abstract(getattr(state_like, name), getattr(shardings, name)))
-            for name in STATE_ITEMS}
+            for name in _present(state_like)}
     args["train"] = ocp.args.StandardRestore(_abstract(
         {"step": state_like.step, "rng": key_data}, {"step": shardings.step, "rng": shardings.rng}))
     if iterator is not None:
@@ -96,8 +102,8 @@ def restore(manager, state_like, shardings, iterator=None, step: int | None = No
     except Exception as err:  # orbax / tensorstore raise many types for damaged or mismatched files
         raise UserError(f"cannot restore checkpoint {step} from {manager.directory}: {one_line(err)}") from None
     rng = jax.random.wrap_key_data(out["train"]["rng"])  # keys are made with the default impl
-    state = state_like.replace(params=out["params"], ema_params=out["ema_params"], opt_state=out["opt_state"],
-                               step=out["train"]["step"], rng=rng)
+    state = state_like.replace(**{name: out[name] for name in _present(state_like)}, step=out["train"]["step"],
+                               rng=rng)
     return state, step
 
 

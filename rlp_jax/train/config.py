@@ -23,7 +23,7 @@ from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.sharding import MeshConfig
 from rlp_jax.objectives import OBJECTIVES
 from rlp_jax.objectives.config import RLPConfig, RPTConfig
-from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.config import AUTO, RolloutConfig
 from rlp_jax.train.optimizer import OptimizerConfig
 
 NONFINITE = ("skip", "stop")
@@ -111,7 +111,8 @@ def _default_data() -> DataConfig:
 
 
 def _default_rollout() -> RolloutConfig:
-    return RolloutConfig(group_size=4, positions_per_window=4, thought_len=8, temperature=1.0, min_context=8)
+    return RolloutConfig(group_size=4, positions_per_window=4, thought_len=8, temperature=1.0, min_context=8,
+                         allow_short_thoughts=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,8 +300,24 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
         _merge(tree, parts, value)
     tree = upgrade(tree)
     cfg = _section_from(TrainConfig(), tree, "")
+    cfg = _auto_thought_len(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     check(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     return cfg
+
+
+def _auto_thought_len(cfg: TrainConfig, set_model_keys: set[str], set_rollout_keys: set[str]) -> TrainConfig:
+    """The built-in defaults are the tiny job (L = 8, short thoughts allowed). Another model
+    (init_from or model keys set) keeps neither unless the user sets them: an unset
+    rollout.thought_len becomes the paper's 2048 where the model's positions allow (auto,
+    resolved in `rlp_jax.train.setup`), and short thoughts are warned about."""
+    if not (cfg.init_from or set_model_keys):
+        return cfg
+    rollout = cfg.rollout
+    if "allow_short_thoughts" not in set_rollout_keys:
+        rollout = rollout.replace(allow_short_thoughts=False)
+    if "thought_len" not in set_rollout_keys and cfg.run.objective in ("rlp", "rpt"):
+        rollout = rollout.replace(thought_len=AUTO)
+    return cfg.replace(rollout=rollout)
 
 
 def _keys_set(tree: dict, section: str) -> set[str]:

@@ -22,6 +22,7 @@ the same order as with a fetch after every step; the last step is flushed at the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -106,6 +107,7 @@ class _Programs:
     eval_step: Callable
     state_like: Any
     shardings: Any
+    init: Callable  # init(params, rng=key) -> a fresh TrainState (with θ_0 kept if KL needs it)
 
 
 def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
@@ -119,8 +121,8 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
 
     run = cfg.run
     objective = make_objective(run.objective, cfg.model, cfg.rollout, cfg.rlp, cfg.rpt, tokenizer)
-    state_like = jax.eval_shape(lambda k: init_state(model.init_params(cfg.model, k), cfg.optimizer, k),
-                                jax.random.key(0))
+    init = functools.partial(init_state, ocfg=cfg.optimizer, reference=objective.needs_reference)
+    state_like = jax.eval_shape(lambda k: init(model.init_params(cfg.model, k), rng=k), jax.random.key(0))
     frozen = None
     if run.objective == "rpt":
         def frozen():
@@ -128,7 +130,7 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
     step_fn, shardings = make_train_step(objective, cfg.optimizer, cfg.ema_decay, state_like, mesh,
                                          skip_nonfinite=run.nonfinite == "skip", frozen=frozen)
     eval_step = make_eval_step(cfg.model, cfg.rollout, run.objective == "rlp", mesh, shardings.params)
-    return _Programs(step_fn, eval_step, state_like, shardings)
+    return _Programs(step_fn, eval_step, state_like, shardings, init)
 
 
 @dataclasses.dataclass
@@ -187,7 +189,6 @@ def _restore_or_init(session: _Session) -> None:
     import jax
 
     from rlp_jax.train import checkpoint
-    from rlp_jax.train.state import init_state
 
     cfg, programs, manager = session.cfg, session.programs, session.manager
     latest = manager.latest_step()
@@ -200,7 +201,7 @@ def _restore_or_init(session: _Session) -> None:
         _say(f"resumed from checkpoint step {session.start} in {session.checkpoint_dir}")
     else:
         params = train_setup.initial_params(cfg, session.mesh, programs.shardings.params)
-        init = jax.jit(lambda p, k: init_state(p, cfg.optimizer, k), out_shardings=programs.shardings)
+        init = jax.jit(lambda p, k: programs.init(p, rng=k), out_shardings=programs.shardings)
         session.state, session.start = init(params, jax.random.key(cfg.run.seed + 1)), 0
     session.done = session.start
 

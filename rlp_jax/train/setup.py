@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 from rlp_jax.train import data as train_data
 from rlp_jax.train.config import INIT_FROM_MODEL_KEYS, TrainConfig
@@ -66,9 +67,13 @@ def resolve(cfg: TrainConfig):
         raise UserError("data.tokenizer is required (a tokenizer file or directory, or 'auto')")
 
     rollout = cfg.rollout.with_markers(tokenizer) if tokenizer is not None else cfg.rollout
-    cfg = cfg.replace(model=model_cfg, data=data, rollout=rollout)
     if cfg.run.objective in ("rlp", "rpt"):
+        rollout = rollout.resolve_thought_len(data.seq_len, model_cfg.max_seq_len)
         rollout.check(data.seq_len, model_cfg.vocab_size, model_cfg.max_seq_len)
+        warning = rollout.short_thought_warning(model_cfg.param_count())
+        if warning:
+            print(warning, file=sys.stderr)
+    cfg = cfg.replace(model=model_cfg, data=data, rollout=rollout)
     if cfg.run.objective == "rpt" and (tokenizer is None or tokenizer.eos_id is None):
         raise UserError("run.objective=rpt needs a tokenizer with an end-of-sequence token (completions end there)")
     elif data.seq_len > model_cfg.max_seq_len:

@@ -1,5 +1,6 @@
 """What a run carries from step to step: parameters θ, optimizer state, the EMA teacher φ,
-the step count and the RNG key. Every objective uses this one state and its EMA rule."""
+the step count and the RNG key, and (only with a KL term) the fixed reference θ_0. Every
+objective uses this one state and its EMA rule."""
 
 from __future__ import annotations
 
@@ -18,13 +19,22 @@ class TrainState(struct.PyTreeNode):
     ema_params: object  # φ; stands for θ until the first step has run (see `teacher_params`)
     step: jax.Array
     rng: jax.Array
+    ref_params: object = None  # θ_0, the fixed KL reference (RLP paper §10); None without KL
 
 
-def init_state(params, ocfg: OptimizerConfig, rng) -> TrainState:
+def init_state(params, ocfg: OptimizerConfig, rng, reference: bool = False) -> TrainState:
     """A fresh state. φ starts as a copy of θ so that it has θ's shape and sharding in
-    checkpoints; its value only counts from the first step on (`teacher_params`)."""
+    checkpoints; its value only counts from the first step on (`teacher_params`). With
+    `reference` (kl_beta > 0) a copy of the initial θ is kept, never updated, as the KL
+    reference."""
     return TrainState(params=params, opt_state=make_optimizer(ocfg).init(params),
-                      ema_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), rng=rng)
+                      ema_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), rng=rng,
+                      ref_params=jax.tree.map(jnp.copy, params) if reference else None)
+
+
+def reference_params(state: TrainState):
+    """The KL reference: the fixed θ_0 when the state keeps one, else the EMA teacher."""
+    return teacher_params(state) if state.ref_params is None else state.ref_params
 
 
 def teacher_params(state: TrainState):
@@ -43,7 +53,8 @@ def ema_update(ema, params, decay: float):
 
 
 def state_shardings(state: TrainState, cfg, mesh: Mesh, rules=sharding.DEFAULT_RULES):
-    """Shardings of a `TrainState`: params, opt_state and EMA alike; step and rng replicated."""
+    """Shardings of a `TrainState`: params, opt_state, EMA and reference alike; step and rng replicated."""
     params = sharding.param_shardings(cfg, mesh, rules)
     return TrainState(params=params, opt_state=sharding.shardings_like(state.opt_state, params, mesh),
-                      ema_params=params, step=sharding.replicated(mesh), rng=sharding.replicated(mesh))
+                      ema_params=params, step=sharding.replicated(mesh), rng=sharding.replicated(mesh),
+                      ref_params=None if state.ref_params is None else params)

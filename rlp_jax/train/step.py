@@ -2,8 +2,9 @@
 
     experience = objective.rollout(θ_old, φ, window, key)
     reward     = objective.reward(experience, window)
-    batch      = objective.loss_batch(experience, reward, window, φ)
-    updates_per_rollout × minibatches: gradient of objective.loss → optimizer step → EMA step
+    batch      = objective.loss_batch(experience, reward, window, ref)    ref: θ_0 if kept, else φ
+    updates_per_rollout × minibatches: gradient of objective.loss (averaged over
+        grad_accumulation microbatches) → optimizer step → EMA step
 
 Training, tests and benchmarks all compile it through `make_train_step`. An objective
 whose reward runs on the host (RPT) is compiled as two halves with the reward between.
@@ -27,19 +28,40 @@ from rlp_jax.model import sharding
 from rlp_jax.model.sharding import MeshConfig, make_mesh
 from rlp_jax.objectives.base import Objective
 from rlp_jax.train.optimizer import OptimizerConfig, make_optimizer
-from rlp_jax.train.state import TrainState, ema_update, state_shardings, teacher_params
+from rlp_jax.train.state import TrainState, ema_update, reference_params, state_shardings, teacher_params
+
+
+def accumulated_grad(objective: Objective, params, batch):
+    """`(grads, metrics)` of `objective.loss` on `batch`, as the mean over `grad_accumulation`
+    equal microbatches (summed in float32). The loss is a mean over branches, so this is the
+    full batch's gradient at a fraction of the activation memory. Each microbatch prefills
+    the window once (inside the differentiated function, so gradients reach its K/V)."""
+    grad_fn = jax.grad(objective.loss, has_aux=True)
+    count = objective.grad_accumulation
+    if count == 1:
+        return grad_fn(params, batch)
+
+    def micro(total, j):
+        grads, metrics = grad_fn(params, objective.minibatch(batch, j, count))
+        return jax.tree.map(lambda a, g: a + g.astype(jnp.float32), total, grads), metrics
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    total, stacked = jax.lax.scan(micro, zeros, jnp.arange(count))
+    grads = jax.tree.map(lambda g, p: (g / count).astype(p.dtype), total, params)
+    return grads, objective.combine_metrics(stacked)
 
 
 def optimize(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, params, opt_state, ema, batch):
     """`updates_per_rollout` passes × `minibatches` optimizer steps on `objective.loss`, each
-    followed by an EMA step. Returns `(params, opt_state, ema, per-update metrics)`."""
+    followed by an EMA step (Algorithm 1 takes one: both 1; memory splits use
+    `grad_accumulation` instead, which keeps one step). Returns `(params, opt_state, ema,
+    per-update metrics)`."""
     optimizer = make_optimizer(ocfg)
-    grad_fn = jax.grad(objective.loss, has_aux=True)
     count = objective.minibatches
 
     def update(carry, i):
         params, opt_state, ema = carry
-        grads, metrics = grad_fn(params, objective.minibatch(batch, i % count, count))
+        grads, metrics = accumulated_grad(objective, params, objective.minibatch(batch, i % count, count))
         metrics["grad_norm"] = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -71,12 +93,12 @@ def learn(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: 
           reward):
     """Advantages and constants, then the optimizer and EMA steps: `(new_state, metrics)`."""
     teacher = teacher_params(state)  # lazy init: φ ← θ at the first step
-    batch, metrics = objective.loss_batch(experience, reward, window, teacher)
+    batch, metrics = objective.loss_batch(experience, reward, window, reference_params(state))
     params, opt_state, ema, per_update = optimize(objective, ocfg, ema_decay, state.params, state.opt_state,
                                                   teacher, batch)
     metrics = {**{name: jnp.mean(value) for name, value in per_update.items()}, **metrics}
     rng, _ = _split(state)
-    return TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
+    return state.replace(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1, rng=rng), metrics
 
 
 def objective_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window):

@@ -1,6 +1,6 @@
 """FLOP accounting: exact for a hand-computed case, and RLP counts its rollouts."""
 
-from rlp_jax.evaluation.flops import forward_flops, matmul_params, ntp_step_flops, rlp_step_flops
+from rlp_jax.evaluation.flops import forward_flops, matmul_params, ntp_step_flops, paper_tokens, rlp_step_flops
 from rlp_jax.model.config import ModelConfig
 
 CFG = ModelConfig(vocab_size=100, d_model=8, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=4, mlp_dim=16)
@@ -25,3 +25,21 @@ def test_rlp_counts_rollout_tokens():
     assert small["ema_pass"] == small["prefill"] == long["prefill"]
     assert long["decode"] > 3.5 * small["decode"]
     assert small["total"] > ntp_step_flops(CFG, 2, 64)
+
+
+def test_paper_token_formula_by_hand():
+    """App. 11: n·l_seq·batch·steps + T_inp, with n = G, batch = B·K, l_seq = T + markers + L."""
+    tokens = paper_tokens(batch=2, seq_len=64, positions=4, group_size=4, thought_len=8, steps=10)
+    assert tokens == 4 * (64 + 2 + 8) * (2 * 4) * 10 + 2 * 64 * 10 == 24960
+
+
+def test_kl_reference_pass_and_window_prefills_are_counted():
+    shape = dict(batch=2, seq_len=64, positions=4, group_size=4, thought_len=8)
+    base = rlp_step_flops(CFG, **shape)
+    kl = rlp_step_flops(CFG, **shape, kl_reference=True)
+    window = forward_flops(CFG, 2 * 64, 32)
+    branches = forward_flops(CFG, 2 * 4 * 4 * (8 + 2), 32 + 4)
+    assert kl["kl_reference"] == window + branches and "kl_reference" not in base
+    assert kl["total"] == base["total"] + window + branches
+    split = rlp_step_flops(CFG, **shape, window_passes=4)  # 4 microbatches: the window prefilled 4 times
+    assert split["update"] - base["update"] == 3 * 3 * window

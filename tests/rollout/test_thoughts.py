@@ -103,3 +103,27 @@ def test_gradient_pass_scores_loss_and_grads_match_reference(setup, head_chunk):
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_fast)) > 1e-3
+
+
+def test_no_empty_thought_even_when_the_close_token_dominates():
+    """|c| >= 1: the close token is banned at the first slot (it would win ~always otherwise);
+    the gradient pass and the reference score that slot under the same ban, so ρ = 1."""
+    close = RCFG.close_ids[0]
+    params = model.init_params(CFG, jax.random.key(0))
+    inner = params["params"]
+    embed = inner["embed"]["embedding"].at[:, 0].set(100.0).at[close, 0].set(1000.0)
+    scale = jnp.zeros_like(inner["final_norm"]["scale"]).at[0].set(1.0)
+    params = {"params": {**inner, "embed": {"embedding": embed}, "final_norm": {"scale": scale}}}
+    window = jax.random.randint(jax.random.key(1), (2, T), 4, CFG.vocab_size)
+    t = jnp.array([[3, 9], [5, 11]])
+    roll = rollout_thoughts_jit(params, CFG, RCFG, window, t, jax.random.key(5))
+    np.testing.assert_array_equal(roll.lengths, 1)  # the close token wins at every later step
+    assert np.all(np.asarray(roll.thoughts[..., 0]) != close)
+    assert np.all(np.isfinite(np.asarray(roll.logp))) and float(roll.logp[..., 0].max()) <= 0.0
+    fast = jax.jit(br.score_branches, static_argnames=("cfg", "rcfg"))(
+        params, CFG, RCFG, window, roll.t, roll.thoughts, roll.lengths)
+    ref = reference_score_branches(params, CFG, RCFG, window, roll.t, roll.thoughts, roll.lengths)
+    np.testing.assert_allclose(fast.thought_logp, roll.logp, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ref.thought_logp, roll.logp, atol=1e-5, rtol=0)
+    ref_roll = reference_rollout_jit(params, CFG, RCFG, window, t, jax.random.key(5))
+    np.testing.assert_array_equal(ref_roll.thoughts, roll.thoughts)

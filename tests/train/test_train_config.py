@@ -84,3 +84,23 @@ def test_malformed_yaml_and_non_mapping(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(UserError, match="must be a mapping"):
         config.load_config(str(bad))
+
+
+def test_thought_len_defaults_to_the_papers_2048_where_the_model_allows():
+    from rlp_jax.rollout.config import PAPER_THOUGHT_LEN
+
+    assert PAPER_THOUGHT_LEN == 2048
+    assert config.load_config(None).rollout.thought_len == 8  # the built-in tiny job spells its own
+    big = config.load_config(None, ["model.max_seq_len=4096", "data.seq_len=1024"])
+    assert big.rollout.thought_len == -1 and not big.rollout.allow_short_thoughts  # auto, resolved at start
+    markers = big.rollout.replace(open_ids=(1,), close_ids=(2, 3))
+    assert markers.resolve_thought_len(1024, 4096).thought_len == 2048
+    assert markers.resolve_thought_len(1024, 2048).thought_len == 2048 - 1024 - 3  # what the model allows
+    assert markers.replace(thought_len=64).resolve_thought_len(1024, 4096).thought_len == 64  # set: kept
+    assert config.load_config(None, ["model.max_seq_len=4096", "rollout.thought_len=64"]).rollout.thought_len == 64
+    short = markers.replace(thought_len=64)
+    assert "rollout.thought_len=64" in short.short_thought_warning(1_700_000_000)
+    assert short.short_thought_warning(100_000) is None  # tiny/test models
+    assert short.replace(allow_short_thoughts=True).short_thought_warning(1_700_000_000) is None
+    assert markers.replace(thought_len=512).short_thought_warning(1_700_000_000) is None
+    assert config.load_config(TINY).rollout.allow_short_thoughts
