@@ -33,39 +33,42 @@ def ban_token(logits, token_id: int, where=True):
     return jnp.where(hit, BANNED_LOGIT, logits.astype(jnp.float32))
 
 
-def logit_scores(logits, targets, temperature: float = 1.0, banned: int = -1):
+def logit_scores(logits, targets, temperature: float = 1.0, banned: int = -1, banned_at=True):
     """`(logp of targets, entropy)` of softmax(logits / temperature), from logits `[..., V]`,
-    with token `banned` (if >= 0) made impossible."""
+    with token `banned` (if >= 0) made impossible where `banned_at` (shaped like `targets`)."""
     if banned >= 0:
-        logits = ban_token(logits, banned)
+        logits = ban_token(logits, banned, banned_at)
     logp = tempered_logp(logits, temperature)
     picked = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     return picked, -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
-def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float, banned: int = -1):
-    return logit_scores(model_lib.head_logits(params, cfg, hidden), targets, temperature, banned)
+def _scores(params, cfg: ModelConfig, hidden, targets, temperature: float, banned: int = -1, banned_at=True):
+    return logit_scores(model_lib.head_logits(params, cfg, hidden), targets, temperature, banned, banned_at)
 
 
-def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0, banned: int = -1):
+def target_scores(params, cfg: ModelConfig, hidden, targets, temperature: float = 1.0, banned: int = -1,
+                  banned_at=None):
     """`(logp, entropy)`, both shaped like `targets`, of softmax(head(hidden) / temperature)
-    (token `banned`, if >= 0, made impossible).
+    (token `banned`, if >= 0, made impossible where `banned_at`, default everywhere).
 
     `hidden [..., d_model]` are final-norm states from a `head=False` model call.
     """
     shape = targets.shape
     rows = hidden.reshape(-1, hidden.shape[-1])
     flat_targets = targets.reshape(-1)
+    flat_banned = jnp.broadcast_to(True if banned_at is None else banned_at, shape).reshape(-1)
     n, chunk = flat_targets.shape[0], cfg.head_chunk
     if not chunk or n <= chunk:
-        picked, entropy = _scores(params, cfg, rows, flat_targets, temperature, banned)
+        picked, entropy = _scores(params, cfg, rows, flat_targets, temperature, banned, flat_banned)
         return picked.reshape(shape), entropy.reshape(shape)
     pad = -n % chunk
     rows = jnp.pad(rows, ((0, pad), (0, 0))).reshape(-1, chunk, rows.shape[-1])
     flat_targets = jnp.pad(flat_targets, (0, pad)).reshape(-1, chunk)
+    flat_banned = jnp.pad(flat_banned, (0, pad)).reshape(-1, chunk)
     score_chunk = jax.checkpoint(_scores, static_argnums=(1, 4, 5))
-    picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature, banned),
-                                  (rows, flat_targets))
+    picked, entropy = jax.lax.map(lambda xs: score_chunk(params, cfg, xs[0], xs[1], temperature, banned, xs[2]),
+                                  (rows, flat_targets, flat_banned))
     return picked.reshape(-1)[:n].reshape(shape), entropy.reshape(-1)[:n].reshape(shape)
 
 

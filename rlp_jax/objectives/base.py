@@ -9,8 +9,8 @@
 
 then `updates_per_rollout × minibatches` optimizer steps, each followed by the EMA step;
 each step's gradient is averaged over `grad_accumulation` microbatches of its minibatch.
-An objective whose reward needs the host (RPT compares decoded text) sets `host_reward`
-and implements `collect`, which drives the compiled rollout from the host (as often as it
+An objective whose reward needs the host (RPT compares decoded text) is a
+`HostRewardObjective` and implements `collect`, which drives the compiled rollout from the host (as often as it
 needs: RPT refills groups without signal) and returns experience and reward; the update
 is then compiled as a second half.
 """
@@ -26,7 +26,7 @@ class Objective(abc.ABC):
 
     name: str = ""
     needs_reference: bool = False  # True: the state keeps θ_0 as a fixed KL reference
-    host_reward: bool = False  # True: `reward` runs on the host between two compiled halves
+    host_reward: bool = False  # True for a `HostRewardObjective`
     updates_per_rollout: int = 1
     minibatches: int = 1
     grad_accumulation: int = 1
@@ -49,12 +49,6 @@ class Objective(abc.ABC):
     def loss(self, params, batch) -> tuple[Any, dict]:
         """`(loss, metrics)`; `metrics` must contain "loss"."""
 
-    def collect(self, roll, frozen, window, step: int, seed) -> tuple[Any, Any]:
-        """Host-reward objectives: `(experience, reward)` of one step. `roll(attempt, plan)`
-        runs the compiled `rollout(..., plan)` with the step's key folded with `attempt`;
-        `frozen = (params, model_cfg)` is a fixed model (RPT's proxy); `seed` for host draws."""
-        raise NotImplementedError(f"{self.name} computes its reward on the device")
-
     def minibatch(self, batch, index, count: int):
         """Part `index` of `count` of the batch (each optimizer step or microbatch reads one)."""
         return batch
@@ -62,3 +56,20 @@ class Objective(abc.ABC):
     def combine_metrics(self, stacked: dict) -> dict:
         """Metrics of `grad_accumulation` microbatches (stacked `[n]`) as the whole batch's."""
         return {name: value.mean() for name, value in stacked.items()}
+
+
+class HostRewardObjective(Objective):
+    """An objective whose reward runs on the host between two compiled halves: `collect`
+    drives the compiled rollout (as often as it needs) and returns experience and reward."""
+
+    host_reward = True
+
+    @abc.abstractmethod
+    def rollout(self, params, teacher, window, key, plan=None) -> Any:
+        """Experience at the positions `plan` that `collect` chose on the host."""
+
+    @abc.abstractmethod
+    def collect(self, roll, frozen, window, step: int, seed) -> tuple[Any, Any]:
+        """`(experience, reward)` of one step. `roll(attempt, plan)` runs the compiled
+        `rollout(..., plan)` with the step's key folded with `attempt`; `frozen =
+        (params, model_cfg)` is a fixed model (RPT's proxy); `seed` seeds host draws."""

@@ -21,8 +21,9 @@ from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
 
 
-def rlp_advantages(rewards):
-    """A_i = G/(G−1)·(r_i − mean_j r_j): the unbiased leave-one-out baseline, no std scaling."""
+def rlp_advantages(rewards, ddof: int = 0):
+    """A_i = G/(G−1)·(r_i − mean_j r_j): the unbiased leave-one-out baseline, no std scaling
+    (`ddof` is unused: every estimator in the registry takes the std convention)."""
     g = rewards.shape[-1]
     return g / (g - 1) * (rewards - jnp.mean(rewards, axis=-1, keepdims=True))
 
@@ -41,7 +42,7 @@ def advantages(rewards, group_size: int, estimator: str, std: str = "population"
     """Rewards `[B, K·G]` → advantages `[B, K·G]` (stop-gradient constants)."""
     batch, branches = rewards.shape
     grouped = rewards.reshape(batch, branches // group_size, group_size)
-    adv = grpo_advantages(grouped, ddof=STD_DDOF[std]) if estimator == "grpo" else ADVANTAGES[estimator](grouped)
+    adv = ADVANTAGES[estimator](grouped, ddof=STD_DDOF[std])
     return jax.lax.stop_gradient(adv.reshape(batch, branches))
 
 
@@ -197,6 +198,12 @@ class PolicyObjective(Objective):
 
     def minibatch(self, batch: LossBatch, index, count: int) -> LossBatch:
         return batch.minibatch(index, count)
+
+    def reference_logp(self, reference, rollout: RolloutConfig, window, t, thoughts, lengths):
+        """The KL reference policy's log-probs of the sampled tokens (None without a KL term)."""
+        if self.loss_cfg.kl_beta <= 0:
+            return None
+        return br.score_branches(reference, self.model, rollout, window, t, thoughts, lengths).thought_logp
 
     def combine_metrics(self, stacked: dict) -> dict:
         return combine_metrics(stacked)

@@ -59,10 +59,8 @@ class RLP(pl.PolicyObjective):
 
     def loss_batch(self, experience: Experience, reward, window, reference):
         roll, lcfg = experience.roll, self.loss_cfg
-        ref_logp = None
-        if lcfg.kl_beta > 0:  # reference policy: the fixed θ_0 the train state keeps (paper §10)
-            ref_logp = br.score_branches(reference, self.model, self.rollout_cfg, window, roll.t, roll.thoughts,
-                                         roll.lengths).thought_logp
+        # reference policy (kl_beta > 0): the fixed θ_0 the train state keeps (paper §10)
+        ref_logp = self.reference_logp(reference, self.rollout_cfg, window, roll.t, roll.thoughts, roll.lengths)
         batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
                              logp_old=roll.logp,
                              advantages=pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage),

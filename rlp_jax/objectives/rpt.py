@@ -34,6 +34,7 @@ from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.vocab_scores import top_k_entropy
 from rlp_jax.objectives import policy_loss as pl
 from rlp_jax.objectives import rpt_slots
+from rlp_jax.objectives.base import HostRewardObjective
 from rlp_jax.objectives.config import RPTConfig
 from rlp_jax.objectives.prefix_match import continuation_boundaries, extract_answer, prefix_match_reward
 from rlp_jax.rollout.config import RolloutConfig
@@ -94,13 +95,12 @@ def rpt_rewards(roll: Rollout, windows, valid, tokenizer, pcfg: RPTConfig, group
 
 
 @dataclasses.dataclass(frozen=True)
-class RPT(pl.PolicyObjective):
+class RPT(pl.PolicyObjective, HostRewardObjective):
     model: ModelConfig
     rollout_cfg: RolloutConfig  # from `completion_config`; K·B slots per step
     loss_cfg: RPTConfig
     tokenizer: object = dataclasses.field(compare=False, hash=False)
     name = "rpt"
-    host_reward = True
 
     @property
     def slot_cfg(self) -> RolloutConfig:
@@ -158,12 +158,14 @@ class RPT(pl.PolicyObjective):
         return Experience(roll=roll, windows=jnp.asarray(batch["windows"]), valid=jnp.asarray(batch["valid"])[:, None],
                           stats=jnp.zeros(3))
 
-    def loss_batch(self, experience: Experience, reward, window, teacher):
+    def loss_batch(self, experience: Experience, reward, window, reference):
         roll, group, lcfg = experience.roll, self.rollout_cfg.group_size, self.loss_cfg
         valid = jnp.repeat(experience.valid, group, axis=1)
         adv = jnp.where(valid, pl.advantages(reward, group, lcfg.advantage, lcfg.std), 0.0)
+        ref_logp = self.reference_logp(reference, self.slot_cfg, experience.windows, roll.t, roll.thoughts,
+                                       roll.lengths)
         batch = pl.LossBatch(window=experience.windows, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
-                             logp_old=roll.logp, advantages=adv, valid=valid)
+                             logp_old=roll.logp, advantages=adv, ref_logp=ref_logp, valid=valid)
         branches = jnp.maximum(jnp.sum(valid), 1)
         metrics = dict(
             reward_mean=jnp.sum(jnp.where(valid, reward, 0.0)) / branches,

@@ -98,11 +98,9 @@ def scores_from_hidden(params, cfg: ModelConfig, rcfg: RolloutConfig, hidden, th
     """Thought log-probs, entropies and S_pred from teacher-forced hidden states `[B,R,S,D]`."""
     o, c, L = len(rcfg.open_ids), len(rcfg.close_ids), rcfg.thought_len
     mask = jnp.arange(L) < lengths[..., None]
-    rows, first = hidden[..., o - 1 : o - 1 + L, :], MIN_THOUGHT  # slots < first: close token banned
-    early = vocab_scores.target_scores(params, cfg, rows[..., :first, :], thoughts[..., :first], rcfg.temperature,
-                                       banned=rcfg.close_ids[0])
-    late = vocab_scores.target_scores(params, cfg, rows[..., first:, :], thoughts[..., first:], rcfg.temperature)
-    thought_logp, entropy = (jnp.concatenate([a, b], axis=-1) for a, b in zip(early, late))
+    early = jnp.broadcast_to(jnp.arange(L) < MIN_THOUGHT, thoughts.shape)  # close token banned there
+    thought_logp, entropy = vocab_scores.target_scores(params, cfg, hidden[..., o - 1 : o - 1 + L, :], thoughts,
+                                                       rcfg.temperature, banned=rcfg.close_ids[0], banned_at=early)
     s_pred, _ = vocab_scores.target_scores(params, cfg, hidden[..., o + L + c - 1, :], targets)
     return BranchScores(thought_logp=jnp.where(mask, thought_logp, 0.0), thought_mask=mask,
                         entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)

@@ -26,7 +26,7 @@ import optax
 
 from rlp_jax.model import sharding
 from rlp_jax.model.sharding import MeshConfig, make_mesh
-from rlp_jax.objectives.base import Objective
+from rlp_jax.objectives.base import HostRewardObjective, Objective
 from rlp_jax.train.optimizer import OptimizerConfig, make_optimizer
 from rlp_jax.train.state import TrainState, ema_update, reference_params, state_shardings, teacher_params
 
@@ -78,15 +78,18 @@ def _split(state: TrainState):
     return rng, key
 
 
-def gather_experience(objective: Objective, state: TrainState, window, *plan):
-    """The rollout with the frozen policy θ_old and the EMA teacher φ. A host-reward
-    objective passes `(attempt, plan)`: the key is folded with the attempt."""
+def gather_experience(objective: Objective, state: TrainState, window):
+    """The rollout with the frozen policy θ_old and the EMA teacher φ."""
     _, key = _split(state)
-    extra = ()
-    if plan:
-        attempt, extra = plan[0], plan[1:]
-        key = jax.random.fold_in(key, attempt)
-    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key, *extra)
+    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key)
+
+
+def gather_planned(objective: HostRewardObjective, state: TrainState, window, attempt, plan):
+    """A host-reward objective's rollout at the positions `plan`; the key is folded with
+    `attempt` so that refills sample afresh."""
+    _, key = _split(state)
+    key = jax.random.fold_in(key, attempt)
+    return objective.rollout(jax.lax.stop_gradient(state.params), teacher_params(state), window, key, plan)
 
 
 def learn(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state: TrainState, window, experience,
@@ -138,12 +141,12 @@ def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: floa
     shardings = state_shardings(state_like, objective.model, mesh, rules)
     batch = sharding.batch_sharding(mesh, 2, rules)
     out = (shardings, sharding.replicated(mesh))
-    if not objective.host_reward:
+    if not isinstance(objective, HostRewardObjective):
         inner = functools.partial(objective_step, objective, ocfg, ema_decay)
         step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh, in_shardings=(shardings, batch),
                                     out_shardings=out, donate_argnums=(0,), rules=rules)
         return step, shardings
-    rollout = sharding.sharded_jit(functools.partial(gather_experience, objective), mesh, rules=rules)
+    rollout = sharding.sharded_jit(functools.partial(gather_planned, objective), mesh, rules=rules)
     update = sharding.sharded_jit(guard(functools.partial(learn, objective, ocfg, ema_decay), skip_nonfinite),
                                   mesh, out_shardings=out, donate_argnums=(0,), rules=rules)
 

@@ -112,6 +112,20 @@ def _changed(a, b):
     return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def test_kl_term_scores_the_fixed_reference():
+    """rpt.kl_beta > 0: the update scores the kept θ_0, so its KL to the policy it started
+    from is exactly 0 on the first update and the loss stays finite."""
+    window = jnp.asarray([TOK.encode("The capital is Paris.")])
+    roll = _rollout(3, ["a</think>\\boxed{ is}", "b</think>\\boxed{x}"])
+    objective = _rpt(SHORT.replace(kl_beta=0.1))
+    assert objective.needs_reference
+    state = init_state(model.init_params(CFG, jax.random.key(0)), OCFG, jax.random.key(1), reference=True)
+    experience = Experience(roll=roll, windows=window, valid=jnp.asarray([[True]]), stats=jnp.zeros(3))
+    _, metrics = jax.jit(lambda *a: learn(objective, OCFG, EMA_DECAY, *a))(
+        state, window, experience, jnp.asarray([[1.0, 0.0]]))
+    assert float(metrics["kl_ref"]) == 0.0 and np.isfinite(float(metrics["loss"]))
+
+
 def test_invalid_or_uniform_groups_do_not_move_the_policy():
     window = jnp.asarray([TOK.encode("The capital is Paris.")])
     roll = _rollout(3, ["a</think>\\boxed{ is}", "b</think>\\boxed{x}"])
