@@ -4,9 +4,12 @@ Anything a user can cause (bad path, bad config, corrupt file) raises `UserError
 prints its message as one line and exits non-zero instead of showing a traceback.
 """
 
+import contextlib
 import json
+import math
 import os
-from typing import Iterator
+import shutil
+from typing import Iterable, Iterator
 
 
 class UserError(Exception):
@@ -25,8 +28,101 @@ def one_line(message: object) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+def need_finite(value: float, flag: str, minimum: float | None = None) -> None:
+    """A float option must be a real number (argparse takes "nan" and "inf"), ≥ `minimum`."""
+    need(math.isfinite(value), f"{flag} must be a finite number, got {value}")
+    if minimum is not None:
+        need(value >= minimum, f"{flag} must be >= {minimum:g}, got {value:g}")
+
+
+def need_file(path: str, what: str) -> None:
+    """An input file the user named exists and is a file (a directory is called one)."""
+    if os.path.isdir(path):
+        raise UserError(f"{what} {path} is a directory, not a file")
+    if not os.path.isfile(path):
+        raise UserError(f"{what} not found: {path}")
+
+
+# Outputs. Every command checks its output paths before any work (a benchmark, a download,
+# an evaluation must not run only to fail on where it writes), and never overwrites an
+# existing output unless the user passed --force.
+
+def _check_creatable(path: str, flag: str) -> None:
+    """`path` can be created: its nearest existing ancestor is a writable directory."""
+    probe = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"cannot create {flag} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create {flag} {path}: {probe} is not writable")
+
+
+def check_output_file(path: str, force: bool, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file that is a directory, cannot be created, or
+    exists (unless `force`)."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a directory; name a file")
+    if os.path.lexists(path):
+        need(force, f"{flag} {path} already exists; pass --force to overwrite it")
+        need(os.access(path, os.W_OK), f"{flag} {path} is not writable")
+    else:
+        _check_creatable(path, flag)
+
+
+def check_output_dir(path: str, force: bool, produces: Iterable[str], flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that is a file, cannot be created, or
+    already holds one of the entries the command `produces` (unless `force`)."""
+    if not os.path.exists(path):
+        _check_creatable(path, flag)
+        return
+    if not os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a file, not a directory")
+    held = [name for name in produces if os.path.lexists(os.path.join(path, name))]
+    if held and not force:
+        raise UserError(f"{flag} {path} already holds {', '.join(held)}; pass --force to overwrite "
+                        "or choose another directory")
+    need(os.access(path, os.W_OK | os.X_OK), f"{flag} {path} is not writable")
+
+
+def remove_outputs(path: str, names: Iterable[str]) -> None:
+    """With --force: drop the entries a command is about to rewrite, so no stale file of an
+    older output (say a tokenizer.json beside a new tokenizer.model) survives beside the new."""
+    for name in names:
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.remove(target)
+
+
+@contextlib.contextmanager
+def writing(path: str):
+    """Turn a file-system failure while writing `path` (full disk, permissions) into one line
+    naming it; a flush at close raises OSError without a file name."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Write a text output file, a failure named by its path."""
+    with writing(path), open(path, "w") as f:
+        f.write(text)
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that escaped to the CLI, naming its path where it has one."""
+    names = " -> ".join(str(n) for n in (err.filename, err.filename2) if n)
+    reason = err.strerror or one_line(err)
+    return f"{names}: {reason}" if names else f"file system error: {reason}"
+
+
 def read_json(path: str, missing_hint: str) -> dict:
     """Parse a JSON file the user pointed us at; absent or malformed → UserError."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a file: {missing_hint}")
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: {missing_hint}")
     try:

@@ -116,14 +116,35 @@ class HFTokenizer:
                        "add_bos": self.add_bos}, f)
 
 
+def find_tokenizer(path: str | None) -> str | None:
+    """The tokenizer file `path` names (itself, or the one in a directory), None if there is none."""
+    if not path:
+        return None
+    if os.path.isdir(path):
+        for name in (SENTENCEPIECE_FILE, HF_TOKENIZER_FILE):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        return None
+    return path if os.path.isfile(path) else None
+
+
+# Text that exercises letters, digits, punctuation, whitespace, non-ASCII and thought markers.
+_PROBE = "The quick brown fox, 12 + 7 = 19.\n\tÜber naïve café 中文 🎭 <think>a step</think> done."
+
+
+def same_vocabulary(a: Tokenizer, b: Tokenizer) -> bool:
+    """Whether two tokenizers give the same ids: one saved in another place or format passes,
+    a tokenizer of another vocabulary (whose ids would index other embedding rows) does not."""
+    return a.vocab_size == b.vocab_size and a.encode(_PROBE) == b.encode(_PROBE)
+
+
 def load_tokenizer(path: str) -> Tokenizer:
     """Load a tokenizer from a `.model` / `.json` file or a directory holding one."""
     if os.path.isdir(path):
-        for name in (SENTENCEPIECE_FILE, HF_TOKENIZER_FILE):
-            candidate = os.path.join(path, name)
-            if os.path.exists(candidate):
-                return load_tokenizer(candidate)
-        raise UserError(f"no {SENTENCEPIECE_FILE} or {HF_TOKENIZER_FILE} in {path}")
+        found = find_tokenizer(path)
+        if found is None:
+            raise UserError(f"no {SENTENCEPIECE_FILE} or {HF_TOKENIZER_FILE} in {path}")
+        return load_tokenizer(found)
     if not os.path.exists(path):
         raise UserError(f"tokenizer not found: {path}")
     if path.endswith(".json"):

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from rlp_jax.errors import UserError, one_line
+from rlp_jax.errors import UserError, one_line, os_error_line
 
 
 def subcommand_modules() -> list[str]:
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except UserError as err:
         print(f"rlp-jax: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or a read-only mount where we write: not a bug in us
+        print(f"rlp-jax: error: {one_line(os_error_line(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rlp-jax: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per figure (median)")
     p.add_argument("--out", default=None, help="write the JSON result here")
     p.add_argument("--markdown", default=None, help="write the Markdown tables here")
+    p.add_argument("--force", action="store_true", help="overwrite existing --out / --markdown files")
     p.set_defaults(handler=run)
 
 
@@ -27,8 +28,13 @@ def run(args) -> int:
 
     from rlp_jax.bench import MODELS, SUITES, run_bench, to_markdown
     from rlp_jax.bench.rollout import FULL_BASE, QUICK_BASE
-    from rlp_jax.errors import UserError
+    from rlp_jax.errors import UserError, check_output_file, need, write_output
 
+    # Outputs first: a benchmark that runs for minutes must not be lost on where it is written.
+    need(not (args.out and args.out == args.markdown), "--out and --markdown name the same file")
+    for flag, path in (("--out", args.out), ("--markdown", args.markdown)):
+        if path:
+            check_output_file(path, args.force, flag)
     if args.model not in MODELS:
         raise UserError(f"unknown bench model {args.model!r} (choose one of {', '.join(MODELS)})")
     suites = SUITES if args.suite == "all" else tuple(s.strip() for s in args.suite.split(","))
@@ -52,9 +58,7 @@ def run(args) -> int:
     print()
     print(markdown)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_output(args.out, json.dumps(result, indent=2))
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown + "\n")
+        write_output(args.markdown, markdown + "\n")
     return 0

@@ -20,6 +20,7 @@ def register(subparsers) -> None:
                    help="files, globs, directories, a TFDS data dir, or builtin:shakespeare / builtin:arithmetic")
     p.add_argument("--builtin", choices=("shakespeare", "arithmetic"), help="shorthand for --input builtin:NAME")
     p.add_argument("--out", required=True, help="TFDS data dir; the dataset goes to OUT/NAME/1.0.0")
+    p.add_argument("--force", action="store_true", help="replace a dataset of that name already in --out")
     p.add_argument("--format", choices=("text", "jsonl", "markdown"),
                    help="input format (default: from each file's suffix; .jsonl, .md, else text)")
     p.add_argument("--text-key", default="text", help="JSONL / TFDS field holding the text")
@@ -56,7 +57,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     path = prepare(args.name, inputs, args.out, fmt=args.format,
                    validation_fraction=args.validation_fraction, seed=args.seed,
                    min_chars=args.min_chars, drop_short=args.drop_short, text_key=args.text_key,
-                   builtin_docs=args.builtin_docs)
+                   builtin_docs=args.builtin_docs, force=args.force)
     counts = ", ".join(f"{split}: {n} documents" for split, n in dataset_summary(path).items())
     print(f"wrote {path} ({counts})")
     return 0

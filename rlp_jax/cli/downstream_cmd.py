@@ -13,6 +13,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--prompt-suffix", default="\nAnswer:")
     p.add_argument("--out", help="write the result JSON here")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(handler=run)
 
 
@@ -20,17 +21,16 @@ def run(args) -> int:
     import json
 
     from rlp_jax.evaluation import downstream
-    from rlp_jax.errors import UserError
-    from rlp_jax.evaluation.inputs import load_params
-    from rlp_jax.tokenizer import load_tokenizer
+    from rlp_jax.errors import UserError, check_output_file, write_output
+    from rlp_jax.evaluation.inputs import load_params, resolve_tokenizer
 
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be >= 1")
+    if args.out:
+        check_output_file(args.out, args.force)
     items = downstream.read_task(args.task, args.type)  # validate the file before loading a model
     cfg, params, tok_path, _ = load_params(args.checkpoint, args.params)
-    if not (args.tokenizer or tok_path):
-        raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
-    tokenizer = load_tokenizer(args.tokenizer or tok_path)
+    tokenizer, _ = resolve_tokenizer(args.tokenizer, tok_path, cfg)
     if args.type == "mc":
         result = downstream.multiple_choice(params, cfg, tokenizer, items, args.normalize, args.prompt_suffix)
     else:
@@ -39,7 +39,6 @@ def run(args) -> int:
     result.update(task=args.task, type=args.type)
     text = json.dumps(result, indent=2)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text)
     print(text)
     return 0

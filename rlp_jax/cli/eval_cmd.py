@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="eval", help="directory for eval.json and eval.png")
+    p.add_argument("--force", action="store_true", help="overwrite eval.json and eval.png in --out")
     p.set_defaults(handler=run)
 
 
@@ -35,24 +36,22 @@ def run(args) -> int:
     import os
 
     from rlp_jax.evaluation import evaluate
-    from rlp_jax.errors import UserError
-    from rlp_jax.evaluation.inputs import base_model, dataset_batches, load_params, text_file_batches
+    from rlp_jax.errors import UserError, check_output_dir, need_finite, write_output, writing
+    from rlp_jax.evaluation.inputs import (base_model, dataset_batches, load_params, resolve_tokenizer,
+                                           text_file_batches)
     from rlp_jax.evaluation.reasoning import Reasoning
     from rlp_jax.rollout.config import RolloutConfig
-    from rlp_jax.tokenizer import load_tokenizer
 
     if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
         raise UserError("need --seq-len >= 2, --batch-size >= 1 and --batches >= 1")
+    need_finite(args.temperature, "--temperature", 0.0)
+    outputs = ("eval.json", "eval.png")
+    check_output_dir(args.out, args.force, outputs)  # before the evaluation, not after it
     cfg, params, tok_path, run_data = load_params(args.checkpoint, args.params)
     data_dir = args.data or run_data
     if not (data_dir or args.text_file):
         raise UserError("pass --data DATA_DIR or --text-file FILE (only a run directory brings its own data)")
-    tok_path = args.tokenizer or tok_path
-    if not tok_path:
-        raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
-    tokenizer = load_tokenizer(tok_path)
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
+    tokenizer, tok_path = resolve_tokenizer(args.tokenizer, tok_path, cfg)
     proxy, proxy_name = _proxy(args, load_params, base_model)
     print(f"difficulty proxy: {proxy_name}", flush=True)
     rcfg, reasoning = None, None
@@ -74,10 +73,11 @@ def run(args) -> int:
     result["checkpoint"] = os.path.abspath(args.checkpoint)
     result["proxy"] = proxy_name
     result["params"] = args.params
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "eval.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    evaluate.plot_eval(result, os.path.join(args.out, "eval.png"))
+    with writing(args.out):
+        os.makedirs(args.out, exist_ok=True)
+    write_output(os.path.join(args.out, outputs[0]), json.dumps(result, indent=2))
+    with writing(os.path.join(args.out, outputs[1])):
+        evaluate.plot_eval(result, os.path.join(args.out, outputs[1]))
     print(json.dumps(result["all"], indent=2))
     print(f"wrote {os.path.join(args.out, 'eval.json')} and eval.png")
     return 0

@@ -1,26 +1,25 @@
-"""Arguments and loading shared by the commands that read a model directory."""
+"""Arguments and loading shared by `score` and `sample`: they read a model the way `eval`
+and `export` do (a model directory, a run directory or its checkpoints dir)."""
 
 from __future__ import annotations
 
-import os
-
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, need_file
 
 
 def add_checkpoint_args(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="model directory (from convert/fetch)")
-    parser.add_argument("--tokenizer", help="tokenizer file (default: the one in --checkpoint)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model directory (from convert/fetch), run directory or checkpoints dir")
+    parser.add_argument("--params", choices=["policy", "ema"], default="policy",
+                        help="which parameters of a training checkpoint (policy θ or EMA teacher φ)")
+    parser.add_argument("--tokenizer", help="tokenizer file (default: the checkpoint's)")
 
 
 def load_model_and_tokenizer(args):
-    """(cfg, params, tokenizer), with the tokenizer checked against the embedding size."""
-    from rlp_jax.model.io import load_model
-    from rlp_jax.tokenizer import load_tokenizer
+    """(cfg, params, tokenizer), the tokenizer checked against the model (see resolve_tokenizer)."""
+    from rlp_jax.evaluation.inputs import load_params, resolve_tokenizer
 
-    cfg, params = load_model(args.checkpoint)
-    tokenizer = load_tokenizer(args.tokenizer or args.checkpoint)
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
+    cfg, params, tok_path, _ = load_params(args.checkpoint, args.params)
+    tokenizer, _ = resolve_tokenizer(args.tokenizer, tok_path, cfg)
     return cfg, params, tokenizer
 
 
@@ -28,8 +27,7 @@ def read_text(args) -> str:
     """`--text` or the contents of `--file`."""
     if args.text is not None:
         return args.text
-    if not os.path.isfile(args.file):
-        raise UserError(f"text file not found: {args.file}")
+    need_file(args.file, "text file")
     try:
         with open(args.file, encoding="utf-8") as f:
             return f.read()

@@ -9,6 +9,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="plots and scaling-curve fits from run directories")
     p.add_argument("runs", nargs="+", help="run directories (with metrics.jsonl and config.yaml)")
     p.add_argument("--out", default="report", help="directory for the PNGs and fits.json")
+    p.add_argument("--force", action="store_true", help="overwrite the PNGs and fits.json in --out")
     p.set_defaults(handler=run)
 
 
@@ -41,11 +42,13 @@ def run(args) -> int:
     import json
     import os
 
-    from rlp_jax.errors import UserError
+    from rlp_jax.errors import UserError, check_output_dir, write_output, writing
     from rlp_jax.rollout.positions import BUCKETS
     from rlp_jax.evaluation.report import fit_power_law
     from rlp_jax.train.metrics import plot_curves, read_metrics, series
 
+    outputs = [f"curves_{x_axis}.png" for x_axis in ("step", "flops")] + ["fits.json"]
+    check_output_dir(args.out, args.force, outputs)
     runs, tokens = {}, {}
     for run_dir in args.runs:
         label = os.path.basename(os.path.normpath(run_dir))
@@ -53,12 +56,14 @@ def run(args) -> int:
             label = os.path.normpath(run_dir)
         per_step, tokens[label] = step_cost(run_dir)
         runs[label] = (read_metrics(run_dir), per_step)
-    os.makedirs(args.out, exist_ok=True)
+    with writing(args.out):
+        os.makedirs(args.out, exist_ok=True)
     written = []
-    for x_axis in ("step", "flops"):
-        path = os.path.join(args.out, f"curves_{x_axis}.png")
-        if plot_curves(runs, CURVE_KEYS, path, x_axis=x_axis):
-            written.append(path)
+    for x_axis, name in zip(("step", "flops"), outputs):
+        path = os.path.join(args.out, name)
+        with writing(path):
+            if plot_curves(runs, CURVE_KEYS, path, x_axis=x_axis):
+                written.append(path)
     fits = {}
     for label, (records, per_step) in runs.items():
         for prefix in FIT_KEYS:
@@ -71,9 +76,9 @@ def run(args) -> int:
                     fits[f"{label}:{key}"] = fit_power_law(steps * per_step, values)
                 except UserError as err:
                     fits[f"{label}:{key}"] = {"error": str(err)}
-    with open(os.path.join(args.out, "fits.json"), "w") as f:
-        json.dump({"flops_per_step": {k: v[1] for k, v in runs.items()}, "paper_tokens_per_step": tokens,
-                   "fits": fits}, f, indent=2)
+    write_output(os.path.join(args.out, "fits.json"), json.dumps(
+        {"flops_per_step": {k: v[1] for k, v in runs.items()}, "paper_tokens_per_step": tokens, "fits": fits},
+        indent=2))
     for name, fit in fits.items():
         if "error" in fit:
             print(f"{name}: {fit['error']}")

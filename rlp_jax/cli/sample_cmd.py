@@ -20,9 +20,11 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from rlp_jax.cli.model_args import load_model_and_tokenizer
-    from rlp_jax.errors import UserError
+    from rlp_jax.errors import UserError, need_finite
     from rlp_jax.rollout.sampling import generate
 
+    need_finite(args.temperature, "--temperature")  # argparse takes "nan" (which sampled nothing)
+    need_finite(args.top_p, "--top-p")
     if args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise UserError("need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0")
     cfg, params, tokenizer = load_model_and_tokenizer(args)

@@ -15,6 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="TFDS data dir from `data prepare`, or a .jsonl file")
     p.add_argument("--vocab-size", type=int, required=True)
     p.add_argument("--out", required=True, help="a .model path, or a directory for tokenizer.model")
+    p.add_argument("--force", action="store_true", help="replace an existing tokenizer at --out")
     p.add_argument("--type", choices=("unigram", "bpe"), default="unigram")
     p.add_argument("--split", default="train")
     p.add_argument("--text-key", default="text")
@@ -26,13 +27,18 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from rlp_jax.data.sp_train import train_sentencepiece
+    from rlp_jax.data.sp_train import output_path, train_sentencepiece
     from rlp_jax.data.tfds_io import read_texts
-    from rlp_jax.tokenizer import load_tokenizer
+    from rlp_jax.errors import check_output_dir, check_output_file
+    from rlp_jax.tokenizer import SENTENCEPIECE_FILE, load_tokenizer
 
     if args.model_vocab_size is not None and args.vocab_size > args.model_vocab_size:
         raise UserError(f"tokenizer vocabulary ({args.vocab_size}) is larger than the model's "
                         f"embedding ({args.model_vocab_size} rows)")
+    if output_path(args.out) == args.out:
+        check_output_file(args.out, args.force)
+    else:
+        check_output_dir(args.out, args.force, (SENTENCEPIECE_FILE,))
     texts = read_texts(args.data, args.split, args.text_key)
     symbols = [s for s in args.user_symbols.split(",") if s]
     path = train_sentencepiece(texts, args.out, args.vocab_size, model_type=args.type,

@@ -16,7 +16,9 @@ import sys
 import tempfile
 import zipfile
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, check_output_dir, write_output
+
+FETCHED_FILE = "fetched.json"  # which known model a directory was fetched as
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +76,40 @@ def locate_gguf(name: str) -> str:
     return target
 
 
-def fetch_model(name: str, out: str | None = None) -> str:
-    """Convert the named model into `out` (default: the cache) once; return its directory."""
-    from rlp_jax.convert import convert
+def fetch_model(name: str, out: str | None = None, force: bool = False) -> str:
+    """Convert the named model into `out` (default: the cache) once; return its directory.
 
-    out = out or os.path.join(cache_dir(), name, "model")
-    if os.path.isfile(os.path.join(out, "model_config.json")):
-        return out
-    convert(f"gguf:{locate_gguf(name)}", out)
+    A directory already holding this model is returned as it is; one holding another model
+    (or a model of unknown origin) is refused unless `force`, before anything is downloaded.
+    """
+    import json
+
+    from rlp_jax.convert import MODEL_DIR_FILES, convert
+
+    spec = _lookup(name)
+    default = os.path.join(cache_dir(), name, "model")
+    out = out or default
+    if os.path.isfile(os.path.join(out, "model_config.json")) and not force:
+        held = _fetched_as(out)
+        if held == name or (held is None and os.path.abspath(out) == os.path.abspath(default)):
+            return out
+        what = f"the model fetched as {held!r}" if held else "a model not fetched as this one"
+        raise UserError(f"--out {out} holds {what}, not {name}; choose another directory or pass "
+                        "--force to replace it")
+    check_output_dir(out, force, MODEL_DIR_FILES + (FETCHED_FILE,))
+    convert(f"gguf:{locate_gguf(name)}", out, force=force)
+    write_output(os.path.join(out, FETCHED_FILE),
+                 json.dumps({"name": name, "package": f"{spec.package}=={spec.version}", "file": spec.filename}))
     return out
+
+
+def _fetched_as(directory: str) -> str | None:
+    """The known-model name recorded in a fetched directory, None when there is no record."""
+    import json
+
+    try:
+        with open(os.path.join(directory, FETCHED_FILE)) as f:
+            name = json.load(f).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None

@@ -7,11 +7,9 @@ layout, which we undo to get the HF (rotate-half) convention our model uses.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, need_file
 from rlp_jax.model.config import ModelConfig
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -33,8 +31,7 @@ def open_gguf(path: str):
     """A `GGUFReader`, with missing / truncated / corrupt files turned into UserError."""
     import gguf
 
-    if not os.path.isfile(path):
-        raise UserError(f"GGUF file not found: {path}")
+    need_file(path, "GGUF file")
     try:
         return gguf.GGUFReader(path)
     except Exception as err:  # the reader raises ValueError, struct.error, IndexError, ...

@@ -12,8 +12,14 @@ import os
 import jax.numpy as jnp
 
 from rlp_jax.convert.layout import hf_from_params
-from rlp_jax.errors import UserError
+from rlp_jax.errors import check_output_dir, remove_outputs, writing
 from rlp_jax.model.config import ModelConfig
+from rlp_jax.tokenizer import HF_TOKENIZER_FILE, SENTENCEPIECE_FILE, SPECIAL_TOKENS_FILE
+
+# Everything an export writes, or that would be read beside it (a sharded checkpoint's index
+# would shadow our model.safetensors): an existing one is replaced only with --force.
+HF_DIR_FILES = ("model.safetensors", "model.safetensors.index.json", "config.json", "tokenizer_config.json",
+                SENTENCEPIECE_FILE, HF_TOKENIZER_FILE, SPECIAL_TOKENS_FILE)
 
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
@@ -54,16 +60,25 @@ def _tokenizer_config(tokenizer) -> dict:
             "add_eos_token": False, "model_max_length": 1 << 30}
 
 
-def export_hf(cfg: ModelConfig, params, out: str, tokenizer=None, dtype: str = "float32") -> str:
-    """Write `out/` as an HF checkpoint; returns its absolute path."""
+def export_hf(cfg: ModelConfig, params, out: str, tokenizer=None, dtype: str = "float32",
+              force: bool = False) -> str:
+    """Write `out/` as an HF checkpoint; returns its absolute path. Files of an earlier
+    export (or a user's own config.json) there are replaced only with `force`."""
+    out = os.path.abspath(out)
+    check_output_dir(out, force, HF_DIR_FILES, "--to-hf")
+    with writing(out):
+        if force and os.path.isdir(out):
+            remove_outputs(out, HF_DIR_FILES)
+        os.makedirs(out, exist_ok=True)
+        _write_hf(cfg, params, out, tokenizer, dtype)
+    return out
+
+
+def _write_hf(cfg: ModelConfig, params, out: str, tokenizer, dtype: str) -> None:
     from safetensors.numpy import save_file
 
     from rlp_jax.tokenizer import SentencePieceTokenizer
 
-    out = os.path.abspath(out)
-    if os.path.exists(os.path.join(out, "model.safetensors")):
-        raise UserError(f"{out} already holds model.safetensors; choose an empty --to-hf directory")
-    os.makedirs(out, exist_ok=True)
     tensors = hf_from_params(cfg, params, jnp.dtype(dtype))
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     config = hf_config(cfg, tokenizer)
@@ -77,4 +92,3 @@ def export_hf(cfg: ModelConfig, params, out: str, tokenizer=None, dtype: str = "
                                          else "PreTrainedTokenizerFast")
         with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
             json.dump(tok_config, f, indent=2)
-    return out

@@ -1,7 +1,7 @@
 """Read local text files (plain text, markdown, JSONL) into documents.
 
 Documents are the unit the pipeline keeps intact: a file for `text` and `markdown`,
-a line for `jsonl`. Every problem a user can cause here (no files, undecodable bytes,
+a line for `jsonl` (a lone document is cut into parts, so that it can still be split). Every problem a user can cause here (no files, undecodable bytes,
 malformed JSON, an empty corpus) raises a one-line `UserError` naming the file.
 """
 
@@ -99,3 +99,29 @@ def check_documents(docs: list[Document], min_chars: int = 1,
     if not kept:
         raise UserError(f"empty corpus: no non-blank documents of at least {min_chars} characters")
     return kept
+
+
+def cut_document(doc: Document, parts: int, min_chars: int = 1) -> list[Document]:
+    """`doc` as up to `parts` consecutive documents of similar length, cut at line breaks
+    (at spaces when it has too few lines), each at least `min_chars` long; their texts join
+    back to the original. A corpus of one document needs this to have a validation split."""
+    text = doc.text
+    parts = max(1, min(parts, len(text) // max(min_chars, 1)))
+    units = text.splitlines(keepends=True)
+    if len(units) < parts:
+        units = [u for u in re.findall(r"\S*\s*", text) if u]
+    pieces, current = [], ""
+    for unit in units:
+        current += unit
+        if len(pieces) < parts - 1 and len(current) >= min_chars and \
+                sum(map(len, pieces)) + len(current) >= (len(pieces) + 1) * len(text) / parts:
+            pieces.append(current)
+            current = ""
+    if current:
+        if pieces and len(current) < min_chars:
+            pieces[-1] += current
+        else:
+            pieces.append(current)
+    if len(pieces) == 1:
+        return [doc]
+    return [Document(p, f"{doc.source} (part {i + 1} of {len(pieces)})") for i, p in enumerate(pieces)]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import Iterable, Iterator
 
-from rlp_jax.errors import UserError, one_line
+from rlp_jax.errors import UserError, one_line, writing
 from rlp_jax.tokenizer import SENTENCEPIECE_FILE
 
 THOUGHT_MARKERS = ("<think>", "</think>")
@@ -47,15 +48,15 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
     if model_type not in MODEL_TYPES:
         raise UserError(f"unknown tokenizer type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     symbols = list(dict.fromkeys(["\n", "\t", *user_symbols]))
-    min_vocab = 4 + 256 + len(symbols) + 1  # specials + byte pieces + symbols + one real piece
-    if vocab_size < min_vocab:
-        raise UserError(f"--vocab-size {vocab_size} is too small: byte fallback and reserved "
-                        f"symbols need at least {min_vocab}")
+    if vocab_size < 1:
+        raise UserError(f"--vocab-size must be positive, got {vocab_size}")
+    # The smallest workable size depends on the corpus (see _training_error), so sentencepiece,
+    # which counts the characters before it trains, is the one to tell.
+    reserved = 4 + 256 + len(symbols)  # specials + byte pieces + user symbols
     lines = list(training_lines(texts))
     if not lines:
         raise UserError("empty corpus: no text to train the tokenizer on")
     path = output_path(out)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.Train(
@@ -69,13 +70,29 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
             num_threads=num_threads, minloglevel=2,
         )
     except RuntimeError as err:
-        message = one_line(err)
-        if "smaller than required_chars" in message:
-            raise UserError(f"--vocab-size {vocab_size} is too small for this corpus's characters "
-                            f"plus 256 byte pieces: {message}") from None
-        if "Vocabulary size" in message:
-            raise UserError(f"--vocab-size {vocab_size} is too large for this corpus: {message}") from None
-        raise UserError(f"sentencepiece training failed: {message}") from None
-    with open(path, "wb") as f:
-        f.write(model.getvalue())
+        raise _training_error(vocab_size, reserved, one_line(err)) from None
+    # Only now, with a model in hand, is anything created: a failed run leaves no empty directory.
+    with writing(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(model.getvalue())
     return path
+
+
+def _training_error(vocab_size: int, reserved: int, message: str) -> UserError:
+    """sentencepiece's failure as one line; a too-small vocabulary names the true minimum, which
+    depends on the corpus: every character within `character_coverage` needs its own piece."""
+    needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
+    if needed:
+        minimum = int(needed.group(1))
+        return UserError(f"--vocab-size {vocab_size} is too small for this corpus: it needs at least "
+                         f"{minimum} ({reserved} reserved ids: 4 special tokens, 256 byte pieces and the "
+                         f"user symbols; plus one piece for each of the corpus's {minimum - reserved} "
+                         "characters)")
+    at_most = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", message)
+    if at_most:
+        return UserError(f"--vocab-size {vocab_size} is too large for this corpus: it yields at most "
+                         f"{at_most.group(1)} pieces (more text gives room for more)")
+    if "Vocabulary size" in message:
+        return UserError(f"--vocab-size {vocab_size} is too large for this corpus: {message}")
+    return UserError(f"sentencepiece training failed: {message}")

@@ -19,6 +19,7 @@ from rlp_jax.errors import UserError
 
 TEXT_KEY = "text"
 SPLITS = ("train", "validation")
+DATASET_VERSION = "1.0.0"  # every prepared dataset lives in DATA_DIR/NAME/DATASET_VERSION
 
 
 def split_documents(docs: list[Document], validation_fraction: float,
@@ -36,15 +37,19 @@ def split_documents(docs: list[Document], validation_fraction: float,
     return {k: v for k, v in out.items() if v}
 
 
+def check_name(name: str) -> None:
+    if not name.isidentifier() or name != name.lower():
+        raise UserError(f"dataset name {name!r} must be a lower-case Python identifier")
+
+
 def write_tfds(name: str, splits: dict[str, list[tuple[int, Document]]], out_dir: str) -> str:
     """Build the TFDS dataset offline; returns its version directory."""
     import tensorflow_datasets as tfds
 
-    if not name.isidentifier() or name != name.lower():
-        raise UserError(f"dataset name {name!r} must be a lower-case Python identifier")
+    check_name(name)
 
     class LocalText(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        VERSION = tfds.core.Version("1.0.0")
+        VERSION = tfds.core.Version(DATASET_VERSION)
 
         def _info(self):
             return tfds.core.DatasetInfo(

@@ -16,22 +16,19 @@ The prompt is `question + "\\nAnswer:"` by default (`prompt_suffix`).
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax.model import transformer as model_lib
-from rlp_jax.errors import UserError, jsonl_records
+from rlp_jax.errors import UserError, jsonl_records, need_file
 from rlp_jax.objectives.prefix_match import extract_answer
 from rlp_jax.rollout.sampling import generate
 
 
 def read_task(path: str, kind: str) -> list[dict]:
     """Read and validate a task file; `kind` is "mc" or "gen"."""
-    if not os.path.isfile(path):
-        raise UserError(f"task file not found: {path}")
+    need_file(path, "task file")
     items = []
     for number, item in jsonl_records(path):
         if not isinstance(item, dict) or not isinstance(item.get("question"), str):
@@ -40,10 +37,12 @@ def read_task(path: str, kind: str) -> list[dict]:
             choices, answer = item.get("choices"), item.get("answer")
             if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
                 raise UserError(f"{path}:{number}: 'choices' must be a list of at least 2 strings")
-            if not (isinstance(answer, int) and 0 <= answer < len(choices)):
-                raise UserError(f"{path}:{number}: 'answer' must be the index of the right choice")
-        elif not isinstance(item.get("answer"), (str, int, float)):
-            raise UserError(f"{path}:{number}: needs an 'answer'")
+            # JSON true/false are Python ints: "answer": true would silently mean choice 1.
+            if not (isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices)):
+                raise UserError(f"{path}:{number}: 'answer' must be the index of the right choice "
+                                f"(0 to {len(choices) - 1}), got {answer!r}")
+        elif isinstance(item.get("answer"), bool) or not isinstance(item.get("answer"), (str, int, float)):
+            raise UserError(f"{path}:{number}: needs an 'answer' (a string or a number)")
         items.append(item)
     if not items:
         raise UserError(f"{path} holds no questions")

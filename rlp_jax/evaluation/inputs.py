@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from rlp_jax.errors import UserError
+from rlp_jax.errors import UserError, need_file
 
 
 def load_params(path: str, which: str = "policy", mesh=None):
@@ -21,17 +21,59 @@ def load_params(path: str, which: str = "policy", mesh=None):
 
     if not os.path.exists(path):
         raise UserError(f"checkpoint not found: {path}")
+    if not os.path.isdir(path):
+        raise UserError(f"checkpoint {path} is a file; pass a model directory, run directory or checkpoints dir")
     if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
         from rlp_jax.model.io import load_model
+
+        if which == "ema":
+            raise UserError(f"{path} is a model directory: it holds one set of parameters and no EMA "
+                            "teacher; drop --params ema (only a training run has one)")
 
         cfg, params = load_model(path, mesh=mesh)
         return cfg, params, path, None
     from rlp_jax.train import checkpoint
 
+    if not _may_hold_checkpoints(path):
+        raise UserError(f"{path} is neither a model directory (no {MODEL_CONFIG_FILE}) nor a run directory "
+                        "(no checkpoints)")
     cfg, params = checkpoint.restore_params(path, "ema_params" if which == "ema" else "params", mesh=mesh)
     run_cfg = run_config(path)
     data = run_cfg.data.data if os.path.isdir(run_cfg.data.data) else None
     return cfg, params, run_cfg.data.tokenizer or None, data
+
+
+def _may_hold_checkpoints(path: str) -> bool:
+    """A run dir (checkpoints/), a checkpoints dir (numbered steps) or one step: Orbax decides."""
+    names = os.listdir(path)
+    return "checkpoints" in names or any(n.isdigit() for n in names) or os.path.basename(
+        os.path.normpath(path)).isdigit()
+
+
+def resolve_tokenizer(explicit: str | None, own: str | None, cfg):
+    """`(tokenizer, its path)`: `explicit` (--tokenizer) or the checkpoint's `own` one.
+
+    A tokenizer must fit the embedding (ids ≥ vocab_size have no row), and one given
+    explicitly must give the same ids as the checkpoint's own tokenizer when it has one:
+    the model was trained on those ids, so another vocabulary of any size yields garbage.
+    A model without a tokenizer of its own can only be checked for size.
+    """
+    from rlp_jax.tokenizer import find_tokenizer, load_tokenizer, same_vocabulary
+
+    path = explicit or own
+    if not path or (not explicit and os.path.isdir(path) and find_tokenizer(path) is None):
+        raise UserError("no tokenizer in the checkpoint; pass --tokenizer")
+    tokenizer = load_tokenizer(path)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
+    own_file = find_tokenizer(own)
+    if explicit and own_file:
+        reference = load_tokenizer(own_file)
+        if not same_vocabulary(tokenizer, reference):
+            raise UserError(f"--tokenizer {explicit} ({tokenizer.vocab_size} tokens) is not the tokenizer the "
+                            f"model was trained with ({own_file}, {reference.vocab_size} tokens): they give "
+                            "different ids; drop --tokenizer")
+    return tokenizer, path
 
 
 def run_config(path: str):
@@ -59,8 +101,7 @@ def base_model(path: str) -> str | None:
 
 def text_file_batches(path: str, tokenizer, seq_len: int, batch_size: int, max_batches: int):
     """Consecutive `seq_len`-token windows of one text file, `batch_size` per batch."""
-    if not os.path.isfile(path):
-        raise UserError(f"text file not found: {path}")
+    need_file(path, "text file")
     try:
         with open(path, encoding="utf-8") as f:
             ids = tokenizer.encode(f.read())

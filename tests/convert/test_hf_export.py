@@ -99,3 +99,6 @@ def test_export_and_eval_from_a_training_run(tmp_path):
     assert cli_main(["eval", "--checkpoint", str(run_dir), "--seq-len", "32", "--batch-size", "2",
                      "--batches", "1", "--proxy", "ema", "--out", str(tmp_path / "ev2")]) == 0
     assert json_lib.loads((tmp_path / "ev2" / "eval.json").read_text())["all"]["nll_count"] == 2 * 31
+    # score and sample read a run directory the way eval and export do (they used to refuse it).
+    assert cli_main(["score", "--checkpoint", str(run_dir), "--params", "ema", "--text", "12 + 7 = 19"]) == 0
+    assert cli_main(["sample", "--checkpoint", str(run_dir), "--prompt", "12 + 7 =", "--max-new-tokens", "3"]) == 0
