@@ -13,6 +13,7 @@ import io
 import os
 from typing import Iterable, Iterator
 
+from rlp_jax import progress
 from rlp_jax.errors import UserError, one_line
 from rlp_jax.tokenizer import SENTENCEPIECE_FILE
 
@@ -57,9 +58,10 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
     path = output_path(out)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     model = io.BytesIO()
+    bar = progress.bar(desc="tokenizer train", total=len(lines), unit="line")
     try:
         spm.SentencePieceTrainer.Train(
-            sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
+            sentence_iterator=_fed(lines, bar), model_writer=model, vocab_size=vocab_size,
             model_type=model_type, byte_fallback=True, normalization_rule_name="identity",
             remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True,
             allow_whitespace_only_pieces=True, user_defined_symbols=symbols,
@@ -76,6 +78,17 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
         if "Vocabulary size" in message:
             raise UserError(f"--vocab-size {vocab_size} is too large for this corpus: {message}") from None
         raise UserError(f"sentencepiece training failed: {message}") from None
+    finally:
+        bar.close()
     with open(path, "wb") as f:
         f.write(model.getvalue())
     return path
+
+
+def _fed(lines: list[str], bar) -> Iterator[str]:
+    """The lines, counted on `bar` as sentencepiece reads them; then it fits its pieces,
+    which reports no progress of its own."""
+    for line in lines:
+        bar.update()
+        yield line
+    bar.set_postfix_str("fitting pieces")
