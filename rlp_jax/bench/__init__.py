@@ -14,6 +14,7 @@ from __future__ import annotations
 from rlp_jax.bench.common import MODELS, PEAKS, environment, load_preset, peak_for
 from rlp_jax.bench.report import to_markdown
 from rlp_jax.bench.rollout import FULL_BASE, FULL_SWEEP, QUICK_BASE, QUICK_SWEEP, Shape
+from rlp_jax import progress
 from rlp_jax.errors import UserError
 
 SUITES = ("rollout", "sampler", "step")
@@ -23,8 +24,11 @@ __all__ = ["MODELS", "PEAKS", "SUITES", "Shape", "load_preset", "peak_for", "run
 
 def run_bench(model_name: str, suites=SUITES, quick: bool = False, shape: Shape | None = None,
               sweep: bool = True, sampler_shape: tuple[int, int, int] | None = None, repeats: int | None = None,
-              log=print) -> dict:
-    """Run the chosen suites on a preset model; returns the JSON-ready result."""
+              log=progress.log) -> dict:
+    """Run the chosen suites on a preset model; returns the JSON-ready result.
+
+    Each suite draws a progress bar naming the phase it is in (most of a point's time is
+    compilation); `log` prints the result lines above it."""
     from rlp_jax.bench import rollout, sampler, step
 
     unknown = [s for s in suites if s not in SUITES]

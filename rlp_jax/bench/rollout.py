@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlp_jax import progress
 from rlp_jax.bench.common import median_time
 from rlp_jax.errors import UserError
 from rlp_jax.model.config import ModelConfig
@@ -69,8 +70,10 @@ def forcing_setup(params, cfg: ModelConfig, shape: Shape, temperature: float = 1
     return {**params, "params": inner}, rcfg
 
 
-def bench_point(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, seed: int = 0) -> dict:
-    """Time both rollouts at one shape; check they sample the same thoughts."""
+def bench_point(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, seed: int = 0,
+                phase=lambda name: None) -> dict:
+    """Time both rollouts at one shape; check they sample the same thoughts. `phase(name)`
+    is told what runs next (for the progress bar)."""
     params, rcfg = forcing_setup(params, cfg, shape)
     keys = jax.random.split(jax.random.key(seed), 3)
     window = jax.random.randint(keys[0], (shape.batch, shape.window), 0, cfg.vocab_size - 2)
@@ -82,7 +85,10 @@ def bench_point(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, seed: 
     def ref():
         return reference_rollout_jit(params, cfg, rcfg, window, t, keys[2])
 
-    a, b = fast(), ref()
+    phase("compiling prefix-shared")
+    a = fast()
+    phase("compiling re-encoding")
+    b = ref()
     equal = bool(np.array_equal(np.asarray(a.thoughts), np.asarray(b.thoughts))
                  and np.array_equal(np.asarray(a.lengths), np.asarray(b.lengths)))
     if not equal:
@@ -91,7 +97,9 @@ def bench_point(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, seed: 
         if cfg.dtype == "float32":
             raise AssertionError(message)
         warnings.warn(message + ": low-precision rounding differs between the two paths", stacklevel=2)
+    phase("timing prefix-shared")
     fast_s = median_time(fast, repeats)
+    phase("timing re-encoding")
     ref_s = median_time(ref, repeats)
     return {**shape.as_dict(), "prefix_shared_s": fast_s, "reencode_s": ref_s, "ratio": ref_s / fast_s,
             "thoughts_equal": equal, "mean_thought_len": float(np.mean(np.asarray(a.lengths))),
@@ -106,10 +114,14 @@ def run(params, cfg: ModelConfig, base: Shape, sweep: dict[str, tuple[int, ...]]
         points += [(axis, dataclasses.replace(base, **{_FIELD[axis]: v})) for v in values
                    if v != getattr(base, _FIELD[axis])]
     rows = []
+    bar = progress.bar(desc="bench rollout", total=len(points), unit="point")
     for axis, shape in points:
-        row = {"axis": axis, **bench_point(params, cfg, shape, repeats)}
+        row = {"axis": axis, **bench_point(params, cfg, shape, repeats,
+                                           phase=lambda name, axis=axis: bar.set_postfix_str(f"{axis}: {name}"))}
+        bar.update()
         rows.append(row)
         log(f"rollout {axis:>4} T={row['T']} K={row['K']} G={row['G']} L={row['L']} B={row['B']}: "
             f"prefix-shared {row['prefix_shared_s'] * 1e3:.1f} ms, re-encoding {row['reencode_s'] * 1e3:.1f} ms, "
             f"ratio {row['ratio']:.2f}x, equal={row['thoughts_equal']}, mean len {row['mean_thought_len']:.1f}")
+    bar.close()
     return {"base": base.as_dict(), "rows": rows}

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlp_jax import progress
 from rlp_jax.bench.common import median_time, timed_compile
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.sampling import generate
@@ -21,11 +22,13 @@ from rlp_jax.rollout.sampling import generate
 MODES = (("greedy", 0.0), ("temperature 0.7", 0.7))
 
 
-def _ours(params, cfg: ModelConfig, prompt, temperature: float, new_tokens: int, repeats: int):
+def _ours(params, cfg: ModelConfig, prompt, temperature: float, new_tokens: int, repeats: int, bar):
     valid = jnp.ones_like(prompt, bool)
     jitted = jax.jit(lambda p, x, key: generate(p, cfg, x, valid, key, new_tokens, temperature, 0, 1.0, -1))
     key = jax.random.key(0)
+    bar.set_postfix_str("compiling rlp_jax generate")
     compiled, compile_s = timed_compile(jitted, params, prompt, key)
+    bar.set_postfix_str("timing rlp_jax generate")
     seconds = median_time(lambda: compiled(params, prompt, key), repeats)
     tokens, _ = compiled(params, prompt, key)
     return np.asarray(tokens), seconds, compile_s
@@ -80,21 +83,26 @@ def run(params, cfg: ModelConfig, model_name: str, batch: int, prompt_len: int, 
         hf = _transformers_model(model_name)
     prompt = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, prompt_len)).astype(np.int32)
     rows = []
+    bar = progress.bar(desc="bench sampler", total=len(MODES), unit="mode")
     for mode, temperature in MODES:
-        ours_tokens, ours_s, compile_s = _ours(params, cfg, jnp.asarray(prompt), temperature, new_tokens, repeats)
+        ours_tokens, ours_s, compile_s = _ours(params, cfg, jnp.asarray(prompt), temperature, new_tokens, repeats,
+                                               bar)
         n = batch * new_tokens
         row = {"mode": mode, "temperature": temperature, "batch": batch, "prompt_len": prompt_len,
                "new_tokens": new_tokens, "ours_s": ours_s, "ours_tokens_per_s": n / ours_s,
                "ours_compile_s": compile_s, "transformers_s": None, "transformers_tokens_per_s": None,
                "ratio": None, "greedy_token_agreement": None, "torch_threads": threads}
         if hf is not None:
+            bar.set_postfix_str("timing transformers generate")
             their_tokens, their_s = _theirs(hf, prompt, temperature, new_tokens, repeats)
             row.update(transformers_s=their_s, transformers_tokens_per_s=n / their_s, ratio=their_s / ours_s)
             if temperature == 0:
                 row["greedy_token_agreement"] = float(np.mean(their_tokens == ours_tokens))
         rows.append(row)
+        bar.update()
         peer = ("no transformers peer for this model" if hf is None else
                 f"transformers {row['transformers_tokens_per_s']:.1f} tok/s, ratio {row['ratio']:.2f}x")
         log(f"sampler {mode}: B={batch} prompt={prompt_len} new={new_tokens}: rlp_jax "
             f"{row['ours_tokens_per_s']:.1f} tok/s (compile {compile_s:.1f} s), {peer}")
+    bar.close()
     return {"rows": rows}

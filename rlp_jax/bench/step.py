@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from rlp_jax.model import transformer as model
 from rlp_jax.objectives import policy_loss as objective
 from rlp_jax.rollout import no_think as rewards
+from rlp_jax import progress
 from rlp_jax.bench.common import compiled_memory, median_time, peak_for, peak_memory, stream_bandwidth
 from rlp_jax.bench.common import timed_compile
 from rlp_jax.bench.rollout import Shape, forcing_setup
@@ -35,10 +36,22 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
     keys = jax.random.split(jax.random.key(0), 4)
     window = jax.random.randint(keys[0], (shape.batch, shape.window), 0, cfg.vocab_size - 2)
     t = choose_positions(keys[1], jnp.zeros(window.shape), rcfg)
+    # Phases: each compiles on its first call, then is timed; the fused step compiles alone.
+    bar = progress.bar(desc="bench step", total=6, unit="phase")
 
+    started = []
+
+    def phase(name: str) -> None:
+        bar.update(len(started[:1]))  # the phase before this one is done
+        started.append(name)
+        bar.set_postfix_str(name)
+
+    phase("ema_pass: compiling and timing")
     times = {"ema_pass": median_time(jax.jit(lambda: rewards.no_think_scores(params, cfg, window)), repeats)}
     prefill = jax.jit(lambda: model.prefill(params, cfg, window, model.init_cache(cfg, shape.batch, shape.window)))
+    phase("prefill: compiling and timing")
     times["prefill"] = median_time(prefill, repeats)
+    phase("rollout (decode): compiling and timing")
     rollout_s = median_time(lambda: rollout_thoughts_jit(params, cfg, rcfg, window, t, keys[2]), repeats)
     times["decode"] = max(rollout_s - times["prefill"], 0.0)
     roll = rollout_thoughts_jit(params, cfg, rcfg, window, t, keys[2])
@@ -48,10 +61,12 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
     state = init_state(params, ocfg, keys[3])
     rlp = RLP(cfg, rcfg)
     update = jax.jit(functools.partial(optimize, rlp, ocfg, 0.999))
+    phase("update: compiling and timing")
     times["update"] = median_time(lambda: update(state.params, state.opt_state, state.ema_params, batch),
                                   repeats)
 
     step, _ = make_train_step(rlp, ocfg, 0.999, state)
+    phase("full RLP step: compiling")
     compiled, compile_s = timed_compile(step, state, window)
     holder = {"state": jax.tree.map(jnp.copy, state)}
 
@@ -59,7 +74,10 @@ def run(params, cfg: ModelConfig, shape: Shape, repeats: int = 3, log=print) -> 
         holder["state"], metrics = compiled(holder["state"], window)
         return metrics
 
+    phase("full RLP step: timing")
     times["total"] = median_time(one_step, repeats)
+    bar.update()
+    bar.close()
     flops = rlp_step_flops(cfg, shape.batch, shape.window, shape.positions, shape.group, shape.thought,
                            marker_len=len(rcfg.open_ids) + len(rcfg.close_ids),
                            updates=rlp.updates_per_rollout * rlp.minibatches)

@@ -66,6 +66,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from rlp_jax import progress
     from rlp_jax.data.pipeline import DataConfig, make_iterator
     from rlp_jax.tokenizer import load_tokenizer
 
@@ -81,7 +82,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         first = next(it)
         warm = time.perf_counter()
         real = int((first["segment_ids"] > 0).sum())
-        for _ in range(args.batches - 1):
+        for _ in progress.bar(range(args.batches - 1), desc="data inspect", unit="batch", leave=False):
             real += int((next(it)["segment_ids"] > 0).sum())
         end = time.perf_counter()
     except StopIteration:

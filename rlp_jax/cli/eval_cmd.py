@@ -71,7 +71,8 @@ def run(args) -> int:
         batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)
     else:
         batches = dataset_batches(data_dir, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
-    result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed, reasoning=reasoning)
+    result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed, reasoning=reasoning,
+                                       total=args.batches)
     result["checkpoint"] = os.path.abspath(args.checkpoint)
     result["proxy"] = proxy_name
     result["params"] = args.params

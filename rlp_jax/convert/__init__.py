@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from rlp_jax import progress
 from rlp_jax.errors import UserError, check_output_dir, remove_outputs, writing
 from rlp_jax.tokenizer import HF_TOKENIZER_FILE, SENTENCEPIECE_FILE, SPECIAL_TOKENS_FILE
 
@@ -19,7 +20,7 @@ def convert(source: str, out: str, param_dtype: str = "float32", scan_layers: bo
 
     Returns a summary (model config, parameter count, seconds taken).
     """
-    from rlp_jax.convert.layout import params_from_hf
+    from rlp_jax.convert.layout import params_from_hf, tensor_count
     from rlp_jax.model.io import save_model
 
     start = time.perf_counter()
@@ -49,10 +50,13 @@ def convert(source: str, out: str, param_dtype: str = "float32", scan_layers: bo
     cfg = cfg.replace(param_dtype=param_dtype, scan_layers=scan_layers)
     if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {cfg.vocab_size}")
-    params = params_from_hf(cfg, get)
+    bar = progress.bar(desc="convert", total=tensor_count(cfg), unit="tensor")
+    params = params_from_hf(cfg, get, bar)
+    bar.set_postfix_str(f"saving {out}")
     with writing(out):
         if force:
             remove_outputs(out, MODEL_DIR_FILES)
         save_model(out, cfg, params, tokenizer)
+    bar.close()
     return {"out": os.path.abspath(out), "config": cfg.to_dict(), "parameters": cfg.param_count(),
             "seconds": round(time.perf_counter() - start, 2)}

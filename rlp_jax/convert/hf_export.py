@@ -11,6 +11,7 @@ import os
 
 import jax.numpy as jnp
 
+from rlp_jax import progress
 from rlp_jax.convert.layout import hf_from_params
 from rlp_jax.errors import check_output_dir, remove_outputs, writing
 from rlp_jax.model.config import ModelConfig
@@ -79,16 +80,24 @@ def _write_hf(cfg: ModelConfig, params, out: str, tokenizer, dtype: str) -> None
 
     from rlp_jax.tokenizer import SentencePieceTokenizer
 
+    bar = progress.bar(desc="export", total=2 + (tokenizer is not None), unit="file")
+    bar.set_postfix_str("gathering tensors")
     tensors = hf_from_params(cfg, params, jnp.dtype(dtype))
+    bar.set_postfix_str("model.safetensors")
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    bar.update()
     config = hf_config(cfg, tokenizer)
     config["torch_dtype"] = dtype
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    bar.update()
     if tokenizer is not None:
+        bar.set_postfix_str("tokenizer")
         tokenizer.save(out)
         tok_config = _tokenizer_config(tokenizer)
         tok_config["tokenizer_class"] = ("LlamaTokenizer" if isinstance(tokenizer, SentencePieceTokenizer)
                                          else "PreTrainedTokenizerFast")
         with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
             json.dump(tok_config, f, indent=2)
+        bar.update()
+    bar.close()

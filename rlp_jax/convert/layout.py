@@ -71,8 +71,16 @@ def _checked(get: TensorGetter, name: str, shape: tuple[int, ...]) -> np.ndarray
     return array
 
 
-def params_from_hf(cfg: ModelConfig, get: TensorGetter) -> dict:
-    """Build the (stacked or per-layer) parameter tree from HF-named tensors."""
+def tensor_count(cfg: ModelConfig) -> int:
+    """How many HF tensors the model has (the length of the conversion's progress bar)."""
+    return cfg.n_layers * len(list(_layer_entries(cfg))) + 2 + (not cfg.tie_embeddings)
+
+
+def params_from_hf(cfg: ModelConfig, get: TensorGetter, bar=None) -> dict:
+    """Build the (stacked or per-layer) parameter tree from HF-named tensors; `bar`, a
+    progress bar, advances per tensor read (reading and dequantizing take the time)."""
+    if bar is not None:
+        get = _counted(get, bar)
     layers = []
     for i in range(cfg.n_layers):
         layers.append({ours: {"scale" if len(ours_shape) == 1 else "kernel":
@@ -90,6 +98,16 @@ def params_from_hf(cfg: ModelConfig, get: TensorGetter) -> dict:
     else:
         params.update({f"layers_{i}": layer for i, layer in enumerate(layers)})
     return {"params": _cast(params, jnp.dtype(cfg.param_dtype))}
+
+
+def _counted(get: TensorGetter, bar) -> TensorGetter:
+    def counted(name: str) -> np.ndarray:
+        bar.set_postfix_str(name)
+        array = get(name)
+        bar.update()
+        return array
+
+    return counted
 
 
 def hf_from_params(cfg: ModelConfig, params: dict, dtype=np.float32) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Iterable, Iterator
 
+from rlp_jax import progress
 from rlp_jax.errors import UserError, jsonl_records, read_text_file
 
 FORMATS = ("text", "jsonl", "markdown")
@@ -74,7 +75,7 @@ def read_documents(files: Iterable[str], fmt: str | None = None,
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     docs: list[Document] = []
-    for path in files:
+    for path in progress.bar(files, desc="reading files", unit="file"):
         kind = fmt or guess_format(path)
         if kind == "jsonl":
             docs.extend(read_jsonl(path, text_key))

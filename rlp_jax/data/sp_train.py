@@ -14,6 +14,7 @@ import os
 import re
 from typing import Iterable, Iterator
 
+from rlp_jax import progress
 from rlp_jax.errors import UserError, one_line, writing
 from rlp_jax.tokenizer import SENTENCEPIECE_FILE
 
@@ -58,9 +59,10 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
         raise UserError("empty corpus: no text to train the tokenizer on")
     path = output_path(out)
     model = io.BytesIO()
+    bar = progress.bar(desc="tokenizer train", total=len(lines), unit="line")
     try:
         spm.SentencePieceTrainer.Train(
-            sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
+            sentence_iterator=_fed(lines, bar), model_writer=model, vocab_size=vocab_size,
             model_type=model_type, byte_fallback=True, normalization_rule_name="identity",
             remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True,
             allow_whitespace_only_pieces=True, user_defined_symbols=symbols,
@@ -71,6 +73,8 @@ def train_sentencepiece(texts: Iterable[str], out: str, vocab_size: int,
         )
     except RuntimeError as err:
         raise _training_error(vocab_size, reserved, one_line(err)) from None
+    finally:
+        bar.close()
     # Only now, with a model in hand, is anything created: a failed run leaves no empty directory.
     with writing(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -96,3 +100,12 @@ def _training_error(vocab_size: int, reserved: int, message: str) -> UserError:
     if "Vocabulary size" in message:
         return UserError(f"--vocab-size {vocab_size} is too large for this corpus: {message}")
     return UserError(f"sentencepiece training failed: {message}")
+
+
+def _fed(lines: list[str], bar) -> Iterator[str]:
+    """The lines, counted on `bar` as sentencepiece reads them; then it fits its pieces,
+    which reports no progress of its own."""
+    for line in lines:
+        bar.update()
+        yield line
+    bar.set_postfix_str("fitting pieces")

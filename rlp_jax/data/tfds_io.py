@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from rlp_jax import progress
 from rlp_jax.data.corpus import Document, read_jsonl
 from rlp_jax.errors import UserError
 
@@ -65,6 +66,7 @@ def write_tfds(name: str, splits: dict[str, list[tuple[int, Document]]], out_dir
 
         def _generate_examples(self, items):
             for doc_id, doc in items:
+                bar.update()
                 yield doc_id, {TEXT_KEY: doc.text, "doc_id": doc_id, "source": doc.source}
 
     LocalText.name = name
@@ -75,7 +77,9 @@ def write_tfds(name: str, splits: dict[str, list[tuple[int, Document]]], out_dir
     builder = LocalText(data_dir=os.path.abspath(out_dir), file_format="array_record")
     if os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
         raise UserError(f"{builder.data_dir} already exists; choose another --out or --name")
+    bar = progress.bar(desc=f"data prepare {name}", total=sum(map(len, splits.values())), unit="doc")
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    bar.close()
     return builder.data_dir
 
 
@@ -127,7 +131,8 @@ def open_source(path: str, split: str = "train", text_key: str = TEXT_KEY):
 def read_texts(path: str, split: str = "train", text_key: str = TEXT_KEY) -> list[str]:
     """Every document text of a split, in stored order (for tokenizer training and checks)."""
     source = open_source(path, split, text_key)
-    return [as_text(source[i][text_key]) for i in range(len(source))]
+    return [as_text(source[i][text_key])
+            for i in progress.bar(range(len(source)), desc=f"reading {split}", unit="doc")]
 
 
 def as_text(value) -> str:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlp_jax import progress
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.errors import UserError, jsonl_records, need_file
 from rlp_jax.objectives.prefix_match import extract_answer
@@ -80,7 +81,7 @@ def choice_logprobs(params, cfg, tokenizer, prompt: str, choices: list[str]) -> 
 
 def multiple_choice(params, cfg, tokenizer, items, normalize: bool = False, prompt_suffix="\nAnswer:") -> dict:
     correct = []
-    for item in items:
+    for item in progress.bar(items, desc="downstream", unit="question"):
         sums, counts = choice_logprobs(params, cfg, tokenizer, item["question"] + prompt_suffix, item["choices"])
         scores = sums / np.maximum(counts, 1) if normalize else sums
         correct.append(int(np.argmax(scores)) == item["answer"])
@@ -110,6 +111,7 @@ def generation(params, cfg, tokenizer, items, max_new_tokens: int = 32, think: b
     suffix = prompt_suffix + (" <think>" if think else "")
     eos = -1 if tokenizer.eos_id is None else tokenizer.eos_id
     records = []
+    bar = progress.bar(desc="downstream", total=len(items), unit="question")
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         prompts = [_prompt_ids(tokenizer, item["question"] + suffix) for item in chunk]
@@ -127,5 +129,7 @@ def generation(params, cfg, tokenizer, items, max_new_tokens: int = 32, think: b
             completion = tokenizer.decode(ids)
             records.append({"question": item["question"], "completion": completion,
                             "prediction": predicted_answer(completion), "answer": normalise_answer(item["answer"])})
+        bar.update(len(chunk))
+    bar.close()
     correct = [r["prediction"] == r["answer"] for r in records]
     return {"exact_match": float(np.mean(correct)), "count": len(records), "examples": records[:5]}

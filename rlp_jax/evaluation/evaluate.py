@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlp_jax import progress
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.vocab_scores import top_k_entropy
@@ -77,22 +78,25 @@ class _Tally:
 
 
 def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | None = None,
-                     proxy=None, seed: int = 0, reasoning=None) -> dict:
+                     proxy=None, seed: int = 0, reasoning=None, total: int | None = None) -> dict:
     """Evaluate over an iterable of batches (dicts of `tokens`, `segment_ids`, `positions`).
 
     `proxy` is `(proxy_params, proxy_cfg)` (default: the evaluated model). Thinking figures
     are computed when `rcfg` (with markers set) is given, reasoning accuracy when also a
-    `reasoning.Reasoning` is. Returns the `eval.json` dict.
+    `reasoning.Reasoning` is. Returns the `eval.json` dict. `total` (batches expected, at most)
+    sizes the progress bar.
     """
     proxy_params, proxy_cfg = proxy if proxy is not None else (params, cfg)
     tally = _Tally()
     key = jax.random.key(seed)
-    for batch in batches:
+    bar = progress.bar(batches, desc="eval", total=total, unit="batch")
+    for batch in bar:
         tokens = jnp.asarray(batch["tokens"], jnp.int32)
         segment_ids = jnp.asarray(batch.get("segment_ids", np.ones_like(batch["tokens"])), jnp.int32)
         positions = batch.get("positions")
         positions = (jnp.asarray(positions, jnp.int32) if positions is not None
                      else jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape))
+        bar.set_postfix_str("no-think pass")
         correct, score, entropy = map(np.asarray, no_think_pass(
             params, cfg, proxy_params, proxy_cfg, tokens, positions, segment_ids))
         valid = np.asarray(target_mask(segment_ids))
@@ -104,6 +108,7 @@ def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | No
             continue
         key, sub = jax.random.split(key)
         eligible = valid & (np.arange(tokens.shape[1]) >= rcfg.min_context)
+        bar.set_postfix_str("thinking rollouts" if reasoning is None else "thinking and reasoning rollouts")
         t, think_correct, s_pred = map(np.asarray, thinking_pass(
             params, cfg, rcfg, tokens, jnp.asarray(eligible), sub))
         reasoned = None if reasoning is None else reasoning.correct(params, cfg, tokens, jnp.asarray(t),

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from rlp_jax.errors import UserError, jsonl_records
+from rlp_jax.progress import enabled as progress_enabled
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -58,7 +59,7 @@ class MetricsLogger:
             self._tb = SummaryWriter(os.path.join(run_dir, TB_DIR), purge_step=start_step + 1)
         except ImportError:
             print("rlp-jax: tensorboardX is not installed; TensorBoard events are not written", file=sys.stderr)
-        if progress:
+        if progress and progress_enabled():  # a terminal, no --quiet
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
