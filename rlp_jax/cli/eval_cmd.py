@@ -48,12 +48,12 @@ def run(args) -> int:
     outputs = ("eval.json", "eval.png")
     check_output_dir(args.out, args.force, outputs)  # before the evaluation, not after it
     cfg, params, tok_path, run_data = load_params(args.checkpoint, args.params)
-    if args.seq_len > cfg.max_seq_len:
-        raise UserError(f"--seq-len ({args.seq_len}) exceeds the model's max_seq_len ({cfg.max_seq_len})")
     data_dir = args.data or run_data
     if not (data_dir or args.text_file):
         raise UserError("pass --data DATA_DIR or --text-file FILE (only a run directory brings its own data)")
     tokenizer, tok_path = resolve_tokenizer(args.tokenizer, tok_path, cfg)
+    if args.seq_len > cfg.max_seq_len:
+        raise UserError(f"--seq-len ({args.seq_len}) exceeds the model's max_seq_len ({cfg.max_seq_len})")
     proxy, proxy_name = _proxy(args, load_params, base_model)
     print(f"difficulty proxy: {proxy_name}", flush=True)
     rcfg, reasoning = None, None

@@ -245,7 +245,7 @@ def test_a_directory_where_a_file_is_expected_is_called_one(assets, tmp_path, ca
     d = str(tmp_path)
     model_dir = str(assets / "model")
     for argv in (["score", "--checkpoint", model_dir, "--file", d],
-                 ["eval", "--checkpoint", model_dir, "--text-file", d, "--out", str(tmp_path / "e")],
+                 ["eval", "--checkpoint", model_dir, "--text-file", d, "--seq-len", "32", "--out", str(tmp_path / "e")],
                  ["downstream", "--checkpoint", model_dir, "--task", d, "--type", "mc"],
                  ["convert", "--from", f"gguf:{d}", "--out", str(tmp_path / "o")]):
         _error_line(capfd, cli_main(argv), d, "is a directory")

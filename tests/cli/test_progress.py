@@ -88,7 +88,7 @@ def test_bars_only_on_a_terminal_without_quiet(stderr):
 
 def test_eval_draws_a_bar_per_batch_on_a_terminal_only(files, stderr, tmp_path):
     args = ["eval", "--checkpoint", files / "model", "--text-file", files / "text.txt", "--seq-len", "16",
-            "--batch-size", "1", "--batches", "2", "--out", tmp_path / "ev"]
+            "--batch-size", "1", "--batches", "2", "--out", tmp_path / "ev", "--force"]
     term = stderr(True)
     assert cli_main([str(a) for a in args]) == 0
     drawn = _bar_lines(term.getvalue())
