@@ -19,13 +19,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rlp_jax.errors import UserError
     from rlp_jax.train import loop as train
 
     overrides = list(args.overrides)
+    typed = {text.split("=", 1)[0].strip() for text in overrides}
     for flag, key in (("init_from", "init_from"), ("run_dir", "run.run_dir"),
                       ("coordinator", "distributed.coordinator_address"),
                       ("num_processes", "distributed.num_processes"), ("process_id", "distributed.process_id")):
         value = getattr(args, flag)
         if value is not None:
+            if key in typed:
+                raise UserError(f"--{flag.replace('_', '-')} and {key}= both given; give only one")
             overrides.append(f"{key}={value}")
     return train.main(args.config, overrides)
