@@ -48,3 +48,9 @@ def test_a_file_naming_both_init_from_and_an_architecture_is_refused_by_name(tmp
         config.load_config(str(path))
     cfg = config.load_config(str(path), ["init_from=/other"])  # the command line's model wins
     assert cfg.init_from == "/other" and cfg.model.remat == "full"
+
+
+def test_a_run_directory_on_gcs_is_refused_and_checkpoints_may_go_there():
+    with pytest.raises(UserError, match="run.run_dir must be a local or mounted directory.*run.checkpoint_dir"):
+        config.load_config(None, ["run.run_dir=gs://bucket/run"])
+    assert config.load_config(None, ["run.checkpoint_dir=gs://bucket/run"]).run.checkpoint_dir == "gs://bucket/run"
