@@ -10,7 +10,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", help="YAML config (see configs/); defaults apply to missing keys")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides such as rlp.group_size=8 run.steps=100")
-    p.add_argument("--init-from", help="model directory from `rlp-jax convert` / `fetch` (same as init_from=DIR)")
+    p.add_argument("--init-from", help="model directory from `rlp-jax convert` / `fetch` (same as init_from=DIR); "
+                   "its architecture replaces the --config file's model section (dtype, remat, ... stay)")
     p.add_argument("--run-dir", help="same as run.run_dir=DIR")
     p.add_argument("--coordinator", help="multi-host: host:port of process 0 (distributed.coordinator_address)")
     p.add_argument("--num-processes", type=int, help="multi-host: number of processes")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import types
 import typing
 from typing import Any
@@ -317,18 +316,15 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
 
 def _init_from_wins(tree: dict, typed: list, path: str | None) -> None:
     """A model directory named on the command line (`--init-from`, `init_from=`) replaces
-    the config file's architecture: the file's other `model:` keys are dropped, with a
-    notice. A file that names init_from itself and an architecture is contradictory."""
+    the config file's architecture: the file's `model:` keys other than compute settings
+    are dropped (silently: a notice would make a later error two lines). A file that
+    names init_from itself and an architecture is contradictory."""
     model = tree.get("model")
     if not path or not isinstance(model, dict):
         return
     on_command_line = [value for parts, value in typed if parts == ["init_from"]]
     if on_command_line and on_command_line[-1]:
-        dropped = sorted(k for k in model if k not in COMPUTE_MODEL_KEYS)
-        if dropped:
-            tree["model"] = {k: v for k, v in model.items() if k in COMPUTE_MODEL_KEYS}
-            print(f"rlp-jax: init_from {on_command_line[-1]} defines the architecture; {path}'s "
-                  f"model.{', model.'.join(dropped)} are not used", file=sys.stderr)
+        tree["model"] = {k: v for k, v in model.items() if k in COMPUTE_MODEL_KEYS}
     elif tree.get("init_from") and not on_command_line:
         clash = sorted(set(model) - set(INIT_FROM_MODEL_KEYS))
         if clash:

@@ -25,13 +25,11 @@ def test_a_flag_and_an_override_of_the_same_key_are_refused(args, capsys):
     assert len(err.splitlines()) == 1 and "both given" in err and args[0] in err, err
 
 
-def test_a_model_directory_on_the_command_line_replaces_the_files_architecture(tmp_path, capsys):
+def test_a_model_directory_on_the_command_line_replaces_the_files_architecture(tmp_path):
     model_dir = str(tmp_path / "model")
     ModelConfig(vocab_size=300, d_model=48, n_layers=3, n_heads=3, n_kv_heads=1, head_dim=16, mlp_dim=96,
                 max_seq_len=512).save(model_dir)
-    cfg = config.load_config(TINY, [f"init_from={model_dir}"])
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and TINY in err and "model.d_model" in err and "not used" in err, err
+    cfg = config.load_config(TINY, [f"init_from={model_dir}"])  # tiny.yaml sets d_model, n_layers, ...
     model = setup._model_from(cfg.replace(init_from=setup.expand(cfg.init_from)))
     assert (model.d_model, model.n_layers, model.vocab_size) == (48, 3, 300)
     assert model.max_seq_len == 512  # neither the file's 256 nor the built-in tiny default
@@ -39,6 +37,12 @@ def test_a_model_directory_on_the_command_line_replaces_the_files_architecture(t
     assert setup._model_from(kept).remat == "full" and setup._model_from(kept).max_seq_len == 128
     with pytest.raises(UserError, match="model.d_model cannot be set together with init_from"):
         config.load_config(TINY, [f"init_from={model_dir}", "model.d_model=64"])  # typed: a real clash
+
+
+def test_init_from_with_the_tiny_config_fails_only_on_what_the_user_typed(tmp_path, capsys):
+    code = cli.main(["train", "--config", TINY, "--init-from", str(tmp_path / "nope"), f"run.run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "model directory not found" in err, err
 
 
 def test_a_file_naming_both_init_from_and_an_architecture_is_refused_by_name(tmp_path):
