@@ -30,6 +30,9 @@ NONFINITE = ("skip", "stop")
 INIT_MODES = ("auto", "always", "never")
 # Model fields a user may still change when the architecture comes from --init-from.
 INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len", "head_chunk")
+# Of those, what a config file's `model:` section keeps when init_from comes from the
+# command line (the rest of that section described the file's own model).
+COMPUTE_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "head_chunk")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,8 @@ class RunConfig:
             if not cond:
                 raise UserError(f"run.{key} {message}")
         need(isinstance(self.run_dir, str) and self.run_dir.strip(), "run_dir", "must be a non-empty path")
+        need("://" not in self.run_dir, "run_dir", f"must be a local or mounted directory, got {self.run_dir!r} "
+             "(its files are written with plain file I/O); put checkpoints there with run.checkpoint_dir")
         for key in ("steps", "checkpoint_every", "keep", "eval_batches", "log_every"):
             need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         need(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables), got {self.eval_every}")
@@ -295,14 +300,36 @@ def upgrade(tree: dict) -> dict:
 def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults ← YAML file ← overrides, validated (sections and cross-section checks)."""
     tree = read_yaml(path) if path else {}
-    for text in overrides:
-        parts, value = parse_override(text)
+    typed = [parse_override(text) for text in overrides]
+    _init_from_wins(tree, typed, path)
+    for parts, value in typed:
         _merge(tree, parts, value)
     tree = upgrade(tree)
     cfg = _section_from(TrainConfig(), tree, "")
+    if cfg.init_from:  # the model directory's architecture, with only the keys the user set
+        cfg = cfg.replace(model=_section_from(ModelConfig(), {k: v for k, v in tree.get("model", {}).items()
+                                                              if k in INIT_FROM_MODEL_KEYS}, "model"))
     cfg = _auto_thought_len(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     check(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
     return cfg
+
+
+def _init_from_wins(tree: dict, typed: list, path: str | None) -> None:
+    """A model directory named on the command line (`--init-from`, `init_from=`) replaces
+    the config file's architecture: the file's `model:` keys other than compute settings
+    are dropped (silently: a notice would make a later error two lines). A file that
+    names init_from itself and an architecture is contradictory."""
+    model = tree.get("model")
+    if not path or not isinstance(model, dict):
+        return
+    on_command_line = [value for parts, value in typed if parts == ["init_from"]]
+    if on_command_line and on_command_line[-1]:
+        tree["model"] = {k: v for k, v in model.items() if k in COMPUTE_MODEL_KEYS}
+    elif tree.get("init_from") and not on_command_line:
+        clash = sorted(set(model) - set(INIT_FROM_MODEL_KEYS))
+        if clash:
+            raise UserError(f"{path} sets both init_from and model.{clash[0]}: the model directory defines the "
+                            f"architecture (only model.{', model.'.join(INIT_FROM_MODEL_KEYS)} may be set with it)")
 
 
 def _auto_thought_len(cfg: TrainConfig, set_model_keys: set[str], set_rollout_keys: set[str]) -> TrainConfig:

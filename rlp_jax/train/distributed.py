@@ -76,3 +76,15 @@ def is_main_process() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def all_agree(ok: bool) -> bool:
+    """True only if every process says `ok` (a collective: every process must call it)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return ok
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.array(ok))))

@@ -1,8 +1,9 @@
 """The training loop behind `rlp-jax train`; `train()` reads top to bottom:
 
-    join the multi-host job → mesh → resolve config (data, tokenizer, model) → compiled
-    step + eval → resume from the latest checkpoint, else initialize → for each step:
-    global batch, step, non-finite policy, eval, log, checkpoint, preemption check.
+    join the multi-host job → mesh → resolve config (data, tokenizer, model) → lock the
+    run directory, check the config against the run it holds, write `config.yaml` →
+    compiled step + eval → resume from the latest checkpoint, else initialize → for each
+    step: global batch, step, non-finite policy, eval, log, checkpoint, preemption check.
 
 Resume is exact: the state carries the rng, the checkpoint carries the Grain iterator
 state, and the compiled program is the same, so a resumed run reproduces an
@@ -21,6 +22,7 @@ the same order as with a fetch after every step; the last step is flushed at the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -32,6 +34,8 @@ from rlp_jax.errors import UserError
 from rlp_jax.train import config as config_lib
 from rlp_jax.train import data as train_data
 from rlp_jax.train import distributed
+from rlp_jax.train import resume
+from rlp_jax.train import run_lock
 from rlp_jax.train import setup as train_setup
 from rlp_jax.train.preemption import Preemption
 
@@ -44,13 +48,8 @@ def _say(text: str) -> None:
 
 
 def _check_same_model(saved: dict, cfg) -> None:
-    old = saved.get("config", {}).get("model", {})
-    new = config_lib.TrainConfig.to_dict(cfg)["model"]
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if diff:
-        k = diff[0]
-        raise UserError(f"{cfg.run.run_dir} holds checkpoints of a different model (model.{k}: "
-                        f"{old.get(k)!r} there, {new.get(k)!r} now); use another run.run_dir")
+    """The checkpoint's saved config against `cfg`: what a resume may not change (`resume`)."""
+    resume.check(saved.get("config", {}), cfg, cfg.run.checkpoint_dir or cfg.run.run_dir)
 
 
 def evaluate(cfg, eval_step, state, mesh, vocab_size: int) -> dict:
@@ -80,7 +79,7 @@ def evaluate(cfg, eval_step, state, mesh, vocab_size: int) -> dict:
 
 
 def _resolve(cfg: config_lib.TrainConfig):
-    """The mesh and the resolved config (data, tokenizer, model), written to `config.yaml`."""
+    """The mesh and the resolved config (data, tokenizer, model); nothing is written yet."""
     import jax
 
     from rlp_jax.model import sharding
@@ -90,13 +89,31 @@ def _resolve(cfg: config_lib.TrainConfig):
     train_setup.check_mesh(cfg, mesh, jax.process_count())
     if cfg.run.objective == "rpt" and jax.process_count() > 1:
         raise UserError("run.objective=rpt scores decoded text on one host; multi-process RPT is not supported yet")
-    text = config_lib.dump_yaml(cfg)
-    if jax.process_index() == 0:
-        os.makedirs(cfg.run.run_dir, exist_ok=True)
-        with open(os.path.join(cfg.run.run_dir, "config.yaml"), "w") as f:
-            f.write(text)
-        print("# resolved config\n" + text, flush=True)
     return cfg, tokenizer, mesh
+
+
+def _claim(cfg: config_lib.TrainConfig):
+    """Process 0 locks the run directory, checks the new config against the run it holds,
+    and only then writes `config.yaml`: a refused start changes nothing there. Every
+    process learns whether process 0 succeeded. Returns the lock (a no-op elsewhere)."""
+    import jax
+
+    lock, error = contextlib.nullcontext(), None
+    if jax.process_index() == 0:
+        try:
+            lock = run_lock.acquire(cfg.run.run_dir)
+            saved = resume.saved_config(cfg)
+            if saved is not None:
+                resume.check(saved[0], cfg, saved[1])
+            print(f"resolved config: {train_setup.write_config(cfg)}", flush=True)
+        except BaseException as err:  # re-raised below, once the other processes know
+            lock.__exit__(None, None, None)
+            if not isinstance(err, Exception):  # KeyboardInterrupt, SIGTERM's SystemExit
+                raise
+            error = err
+    if not distributed.all_agree(error is None):
+        raise error or UserError("process 0 could not start in run.run_dir (see its error)")
+    return lock
 
 
 @dataclasses.dataclass
@@ -327,13 +344,15 @@ def _finish(session: _Session) -> dict:
 def train(cfg: config_lib.TrainConfig) -> dict:
     """Run (or resume) the configured training; returns a summary dict."""
     distributed.initialize(cfg.distributed)
+    run_lock.check_writable(train_setup.expand(cfg.run.run_dir))  # before data preparation
     cfg, tokenizer, mesh = _resolve(cfg)
-    session = _open(cfg, mesh, _compile(cfg, tokenizer, mesh))
-    try:
-        _train_steps(session)
-    finally:
-        _close(session)
-    return _finish(session)
+    with _claim(cfg):
+        session = _open(cfg, mesh, _compile(cfg, tokenizer, mesh))
+        try:
+            _train_steps(session)
+        finally:
+            _close(session)
+        return _finish(session)
 
 
 def main(config_path: str | None, overrides: list[str]) -> int:

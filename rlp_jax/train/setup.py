@@ -2,7 +2,7 @@
 from `init_from`, prepare data and tokenizer, fill the thought markers, and check what
 needs files (vocabulary vs embedding, markers in vocabulary, thought length vs context).
 
-The returned config is the *resolved* one: it is printed, saved as `config.yaml`, and
+The returned config is the *resolved* one: it is saved as `config.yaml` and
 stored in every checkpoint, so a run directory alone says exactly what ran.
 """
 
@@ -13,7 +13,7 @@ import os
 import sys
 
 from rlp_jax.train import data as train_data
-from rlp_jax.train.config import INIT_FROM_MODEL_KEYS, TrainConfig
+from rlp_jax.train.config import INIT_FROM_MODEL_KEYS, TrainConfig, dump_yaml
 from rlp_jax.errors import UserError
 from rlp_jax.model.config import ModelConfig
 
@@ -79,6 +79,21 @@ def resolve(cfg: TrainConfig):
     elif data.seq_len > model_cfg.max_seq_len:
         raise UserError(f"data.seq_len ({data.seq_len}) exceeds model.max_seq_len ({model_cfg.max_seq_len})")
     return cfg, tokenizer
+
+
+def write_config(cfg: TrainConfig) -> str:
+    """Write the resolved config as `RUN_DIR/config.yaml` (whole or not at all); its path."""
+    path = os.path.join(cfg.run.run_dir, "config.yaml")
+    partial = path + ".partial"
+    try:
+        with open(partial, "w") as f:
+            f.write(dump_yaml(cfg))
+        os.replace(partial, path)
+    except OSError as err:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
 
 
 def check_mesh(cfg: TrainConfig, mesh, process_count: int) -> None:
