@@ -3,7 +3,7 @@
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model directory or training checkpoint")
-    p.add_argument("--checkpoint", required=True, help="model directory, run directory or checkpoints dir")
+    p.add_argument("--checkpoint", required=True, help="model directory, run directory, its checkpoints dir, or one step there (RUN/checkpoints/4)")
     p.add_argument("--params", choices=["policy", "ema"], default="policy",
                    help="which parameters of a training checkpoint (policy θ or EMA teacher φ)")
     source = p.add_mutually_exclusive_group()

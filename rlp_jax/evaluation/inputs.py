@@ -12,7 +12,8 @@ from rlp_jax.errors import UserError, need_file
 
 def load_params(path: str, which: str = "policy", mesh=None):
     """`(model_cfg, params, tokenizer_path or None, data_dir or None)` from a model dir or a
-    run / checkpoint dir (whose resolved config names its tokenizer and data).
+    run / checkpoint dir (whose resolved config names its tokenizer and data): its newest
+    good checkpoint that restores, or the one step directory `path` names (RUN/checkpoints/4).
 
     `which` picks the policy θ or the EMA teacher φ of a training checkpoint; a model
     directory (from convert / fetch / export of a run) has only one set.
@@ -33,12 +34,13 @@ def load_params(path: str, which: str = "policy", mesh=None):
         cfg, params = load_model(path, mesh=mesh)
         return cfg, params, path, None
     from rlp_jax.train import checkpoint
+    from rlp_jax.train import config as config_lib
 
     if not _may_hold_checkpoints(path):
         raise UserError(f"{path} is neither a model directory (no {MODEL_CONFIG_FILE}) nor a run directory "
                         "(no checkpoints)")
-    cfg, params = checkpoint.restore_params(path, "ema_params" if which == "ema" else "params", mesh=mesh)
-    run_cfg = run_config(path)
+    _, meta, cfg, params = checkpoint.load(path, "ema_params" if which == "ema" else "params", mesh=mesh)
+    run_cfg = config_lib.from_dict(meta["config"])
     data = run_cfg.data.data if os.path.isdir(run_cfg.data.data) else None
     return cfg, params, run_cfg.data.tokenizer or None, data
 
@@ -84,11 +86,7 @@ def run_config(path: str):
 
     if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
         return None
-    manager = checkpoint.make_manager(checkpoint.checkpoint_dir(path), read_only=True)
-    try:
-        return config_lib.from_dict(checkpoint.read_meta(manager, manager.latest_step())["config"])
-    finally:
-        manager.close()
+    return config_lib.from_dict(checkpoint.run_meta(path)["config"])
 
 
 def base_model(path: str) -> str | None:

@@ -6,23 +6,33 @@ positioned after s batches, as separate items so evaluation can read only what i
   ref_params                      θ_0, only when the run keeps a fixed KL reference
   train                           step and the raw rng key data
   iter                            the Grain iterator state (one file per process)
-  meta                            JSON: the resolved config, so a checkpoint is self-describing
+  meta                            JSON: the resolved config, `good` (see `retention`), so a
+                                  checkpoint is self-describing
 Saves are asynchronous (arrays are copied to host, then written in the background) and
-atomic (a step directory appears only when complete), so a crash mid-save never replaces
-the last good checkpoint.
+atomic (a step directory appears only when complete), so a crash or a full disk mid-save
+never replaces the last complete checkpoint; the next writer removes the leftover temporary
+directory. Orbax keeps every step and saves when told: the cadence (every `every` steps,
+not also the first one as Orbax's default policy would) and retention are ours.
+
+Reading tolerates damage: `newest_restorable` tries the good checkpoints newest first and
+passes over one whose files are truncated or missing, and the caller says so in one line.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
 
 import jax
 import jax.numpy as jnp
 
-from rlp_jax.errors import UserError, one_line
+from rlp_jax.errors import UserError
 
 STATE_ITEMS = ("params", "ema_params", "opt_state", "ref_params")
 ITEMS = STATE_ITEMS + ("train", "iter", "meta")
+STEP_FILE = "_CHECKPOINT_METADATA"  # what Orbax writes into every complete step directory
 
 
 def _has_grain() -> bool:
@@ -33,11 +43,72 @@ def _has_grain() -> bool:
         return False
 
 
-def make_manager(directory: str, every: int = 1, keep: int = 3, async_save: bool = True,
+# ----------------------------------------------------------------------------- quiet failures
+
+
+class _OrbaxLogFilter(logging.Filter):
+    """Orbax logs every background failure with its traceback (hundreds of lines on a full
+    disk) before the same error reaches the caller, which reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _orbax_leftover(unraisable) -> bool:
+    """A failed restore ends Orbax's asyncio loop while TensorStore reads are still pending:
+    their completions report "Event loop is closed", and the abandoned read coroutines their
+    own errors, as unraisable exceptions (tracebacks on stderr) after the error was handled."""
+    exc, code = unraisable.exc_value, getattr(unraisable.object, "cr_code", None)
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return True
+    return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
+def _ignore_orbax_leftovers(previous):
+    def hook(unraisable):
+        if not _orbax_leftover(unraisable):
+            previous(unraisable)
+    hook.rlp_jax = True
+    return hook
+
+
+def _quiet() -> None:
+    absl = logging.getLogger("absl")
+    if not any(isinstance(f, _OrbaxLogFilter) for f in absl.filters):
+        absl.addFilter(_OrbaxLogFilter())
+    if not getattr(sys.unraisablehook, "rlp_jax", False):
+        sys.unraisablehook = _ignore_orbax_leftovers(sys.unraisablehook)
+
+
+def reason(err: BaseException) -> str:
+    """A short one-line cause: the OS error, else the TensorStore status line without its spec dump."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 8:
+        chain.append(" ".join(str(seen).split()))
+        seen = seen.__cause__ or seen.__context__
+    text = next((t for t in chain if re.match(r"[A-Z_]{4,}: ", t)), chain[0]) or type(err).__name__
+    code = re.search(r"os_error_code='?(\d+)", text)
+    if code:  # a file system error (a full disk): its own words say it best
+        return f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})"
+    for cut in (" [tensorstore_spec", " See full TensorStore details", " [source locations"):
+        text = text.split(cut)[0]
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+# ----------------------------------------------------------------------------- manager, save
+
+
+def make_manager(directory: str, every: int = 1, keep: int | None = None, async_save: bool = True,
                  read_only: bool = False):
-    """An Orbax manager over `directory` with our items and handlers."""
+    """An Orbax manager over `directory` with our items and handlers.
+
+    `keep` is not Orbax's business (it cannot tell a good checkpoint from a bad one):
+    `retention.Ledger` applies it; the argument is accepted for callers that pass it.
+    """
     import orbax.checkpoint as ocp
 
+    del keep
+    _quiet()
     handlers = {name: ocp.StandardCheckpointHandler() for name in STATE_ITEMS + ("train",)}
     handlers["meta"] = ocp.JsonCheckpointHandler()
     names = STATE_ITEMS + ("train", "meta")
@@ -46,9 +117,10 @@ def make_manager(directory: str, every: int = 1, keep: int = 3, async_save: bool
 
         handlers["iter"] = grain.checkpoint.CheckpointHandler()
         names = names + ("iter",)
-    options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
+    policy = None if read_only else ocp.checkpoint_managers.FixedIntervalPolicy(every)
+    options = ocp.CheckpointManagerOptions(save_interval_steps=0 if read_only else every, save_decision_policy=policy,
                                            enable_async_checkpointing=async_save, read_only=read_only,
-                                           create=not read_only)
+                                           create=not read_only, cleanup_tmp_directories=not read_only)
     if not directory.startswith("gs://"):
         directory = os.path.abspath(directory)
     return ocp.CheckpointManager(directory, options=options, item_names=names, item_handlers=handlers)
@@ -77,17 +149,28 @@ def _abstract(tree, shardings):
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
+# ----------------------------------------------------------------------------- restore
+
+
 def restore(manager, state_like, shardings, iterator=None, step: int | None = None):
     """`(state, step)` from checkpoint `step` (default latest); `iterator` is restored in place.
 
     `state_like` gives structure, shapes and dtypes (e.g. `jax.eval_shape` of init);
     `shardings` (a matching `TrainState` of shardings) places every array.
     """
-    import orbax.checkpoint as ocp
-
     step = manager.latest_step() if step is None else step
     if step is None:
         raise UserError(f"no checkpoint in {manager.directory}")
+    try:
+        return restore_state(manager, state_like, shardings, iterator, step), step
+    except Exception as err:  # orbax / tensorstore raise many types for damaged or mismatched files
+        raise UserError(f"cannot restore checkpoint {step} from {manager.directory}: {reason(err)}") from None
+
+
+def restore_state(manager, state_like, shardings, iterator, step: int):
+    """The state of checkpoint `step`; Orbax's and TensorStore's own errors pass through."""
+    import orbax.checkpoint as ocp
+
     key_data = jax.eval_shape(jax.random.key_data, state_like.rng)
     args = {name: ocp.args.StandardRestore(_abstract(getattr(state_like, name), getattr(shardings, name)))
             for name in _present(state_like)}
@@ -97,14 +180,10 @@ def restore(manager, state_like, shardings, iterator=None, step: int | None = No
         import grain
 
         args["iter"] = grain.checkpoint.CheckpointRestore(iterator)
-    try:
-        out = manager.restore(step, args=ocp.args.Composite(**args))
-    except Exception as err:  # orbax / tensorstore raise many types for damaged or mismatched files
-        raise UserError(f"cannot restore checkpoint {step} from {manager.directory}: {one_line(err)}") from None
+    out = manager.restore(step, args=ocp.args.Composite(**args))
     rng = jax.random.wrap_key_data(out["train"]["rng"])  # keys are made with the default impl
-    state = state_like.replace(**{name: out[name] for name in _present(state_like)}, step=out["train"]["step"],
-                               rng=rng)
-    return state, step
+    return state_like.replace(**{name: out[name] for name in _present(state_like)}, step=out["train"]["step"],
+                              rng=rng)
 
 
 def read_meta(manager, step: int) -> dict:
@@ -113,45 +192,171 @@ def read_meta(manager, step: int) -> dict:
     return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
+def read_metas(manager) -> dict[int, dict | str]:
+    """Each checkpoint's meta, or (a damaged one) the reason it cannot be read."""
+    metas: dict[int, dict | str] = {}
+    for step in manager.all_steps():
+        try:
+            metas[step] = read_meta(manager, step)
+        except Exception as err:
+            metas[step] = reason(err)
+    return metas
+
+
+def is_good(meta: dict | str) -> bool:
+    """Readable and not marked bad (checkpoints from before `good` existed count as good)."""
+    return isinstance(meta, dict) and bool(meta.get("good", True))
+
+
+def newest_restorable(manager, metas: dict[int, dict | str], attempt, step: int | None = None):
+    """`(step, attempt(step, meta), passed)`: the newest good checkpoint that `attempt` restores.
+
+    `passed` lists `(step, why)` for newer ones passed over (not good, or damaged: `attempt`
+    raised anything but a `UserError`, which is the user's to fix and ends the search); the
+    caller tells the user in one line. With `step`, only that checkpoint.
+    """
+    directory = manager.directory
+    if step is not None:
+        if step not in metas:
+            listed = ", ".join(map(str, sorted(metas))) or "none"
+            raise UserError(f"no checkpoint step {step} in {directory} (steps there: {listed})")
+        if isinstance(metas[step], str):
+            raise UserError(f"checkpoint {step} in {directory} is damaged: {metas[step]}")
+        return step, attempt(step, metas[step]), []
+    if not metas:
+        raise UserError(f"no checkpoint in {directory}")
+    passed = []
+    for s in sorted(metas, reverse=True):
+        meta = metas[s]
+        if isinstance(meta, str):
+            passed.append((s, f"is damaged ({meta})"))
+        elif not is_good(meta):
+            passed.append((s, f"is marked not good ({meta.get('bad_reason', 'diverged')})"))
+        else:
+            try:
+                return s, attempt(s, meta), passed
+            except UserError:
+                raise
+            except Exception as err:
+                passed.append((s, f"is damaged ({reason(err)})"))
+    raise UserError(f"no restorable good checkpoint in {directory}: {describe(passed)}")
+
+
+def describe(passed) -> str:
+    return "; ".join(f"checkpoint {s} {why}" for s, why in passed)
+
+
+def set_aside(manager, passed) -> list[str]:
+    """Rename the step directories in `passed` to `<step>.damaged` / `<step>.diverged` (Orbax
+    ignores those names), so a resumed run can write those steps again; nothing is deleted."""
+    from etils import epath
+    from orbax.checkpoint import multihost
+
+    moved = []
+    for s, why in passed:
+        suffix = "damaged" if why.startswith("is damaged") else "diverged"
+        source = epath.Path(manager.directory) / str(s)
+        target = source.parent / f"{s}.{suffix}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = source.parent / f"{s}.{suffix}-{n}"
+        if jax.process_index() == 0:
+            source.rename(target)
+        moved.append(str(target))
+    multihost.sync_global_processes("rlp_jax:set_aside")
+    manager.reload()
+    return moved
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def locate(path: str) -> tuple[str, int | None]:
+    """`(checkpoints directory, step or None)` of a run directory, its `checkpoints/`, or one
+    step directory in it (`RUN/checkpoints/4` picks step 4)."""
+    nested = os.path.join(path, "checkpoints")
+    if os.path.isdir(nested):
+        return nested, None
+    name = os.path.basename(os.path.normpath(path))
+    if name.isdigit() and os.path.isfile(os.path.join(path, STEP_FILE)):
+        return os.path.dirname(os.path.normpath(path)), int(name)
+    return path, None
+
+
 def checkpoint_dir(path: str) -> str:
     """A run directory's `checkpoints/`, or `path` itself if it already is one."""
-    nested = os.path.join(path, "checkpoints")
-    return nested if os.path.isdir(nested) else path
+    return locate(path)[0]
 
 
-def restore_params(path: str, which: str = "params", mesh=None, rules=None, step: int | None = None):
-    """`(model_cfg, params)` of a run's checkpoint (`which`: params | ema_params), onto `mesh`.
+def _warn(text: str) -> None:
+    print(f"rlp-jax: warning: {text}", file=sys.stderr, flush=True)
+
+
+def load(path: str, which: str = "params", mesh=None, rules=None, step: int | None = None):
+    """`(step, meta, model_cfg, params)` of a run's newest good restorable checkpoint (or of
+    the step `path` or `step` names), `which` (params | ema_params) placed onto `mesh`.
 
     For evaluation: only that item is read, and each array is placed with the sharding the
     target mesh gives it (default: one device), whatever mesh or device count wrote it.
+    A damaged or not-good newer checkpoint is passed over with a one-line warning.
     """
     import flax.linen as nn
     import orbax.checkpoint as ocp
 
-    from rlp_jax.train import config as config_lib
-    from rlp_jax.model import transformer as model
     from rlp_jax.model import sharding
+    from rlp_jax.model import transformer as model
+    from rlp_jax.train import config as config_lib
 
     if which not in ("params", "ema_params"):
         raise UserError(f"which must be 'params' or 'ema_params', got {which!r}")
-    directory = checkpoint_dir(path)
+    directory, named = locate(path)
+    if not os.path.isdir(directory):
+        raise UserError(f"checkpoint directory not found: {directory}")
+
+    def attempt(s, meta):
+        cfg = config_lib.from_dict(meta["config"]).model
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.dtype(cfg.param_dtype)),
+                              nn.unbox(model.abstract_params(cfg)))
+        if mesh is None:
+            device = jax.local_devices()[0]
+            target = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(device), shapes)
+        else:
+            target = sharding.param_shardings(cfg, mesh, rules or sharding.DEFAULT_RULES)
+        try:
+            out = manager.restore(s, args=ocp.args.Composite(**{which: ocp.args.StandardRestore(_abstract(shapes, target))}))
+        except Exception as err:
+            if named is not None or step is not None:
+                raise UserError(f"cannot restore {which} of checkpoint {s} from {directory}: {reason(err)}") from None
+            raise
+        return cfg, out[which]
+
+    manager = make_manager(directory, read_only=True)
+    try:
+        metas = read_metas(manager)
+        s, (cfg, params), passed = newest_restorable(manager, metas, attempt, step if step is not None else named)
+    finally:
+        manager.close()
+    if passed:
+        _warn(f"{describe(passed)}; using checkpoint {s}")
+    return s, metas[s], cfg, params
+
+
+def restore_params(path: str, which: str = "params", mesh=None, rules=None, step: int | None = None):
+    """`(model_cfg, params)` of `load`."""
+    _, _, cfg, params = load(path, which, mesh, rules, step)
+    return cfg, params
+
+
+def run_meta(path: str) -> dict:
+    """The meta (resolved config) of the checkpoint `load` would pick, without its arrays."""
+    directory, named = locate(path)
     if not os.path.isdir(directory):
         raise UserError(f"checkpoint directory not found: {directory}")
     manager = make_manager(directory, read_only=True)
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise UserError(f"no checkpoint in {directory}")
-    cfg = config_lib.from_dict(read_meta(manager, step)["config"]).model
-    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.dtype(cfg.param_dtype)),
-                          nn.unbox(model.abstract_params(cfg)))
-    if mesh is None:
-        device = jax.local_devices()[0]
-        target = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(device), shapes)
-    else:
-        target = sharding.param_shardings(cfg, mesh, rules or sharding.DEFAULT_RULES)
     try:
-        out = manager.restore(step, args=ocp.args.Composite(**{which: ocp.args.StandardRestore(_abstract(shapes, target))}))
-    except Exception as err:
-        raise UserError(f"cannot restore {which} of checkpoint {step} from {directory}: {one_line(err)}") from None
-    manager.close()
-    return cfg, out[which]
+        metas = read_metas(manager)
+        _, meta, _ = newest_restorable(manager, metas, lambda s, m: m, named)
+    finally:
+        manager.close()
+    return meta

@@ -50,7 +50,9 @@ class RunConfig:
     eval_every: int = 50  # held-out information gain / NLL; 0 disables
     eval_batches: int = 2
     log_every: int = 1
-    nonfinite: str = "skip"  # skip: keep the old state and count it; stop: exit with an error
+    nonfinite: str = "skip"  # a bad step (non-finite, or diverged): skip keeps the old state and counts it; stop exits
+    max_update_ratio: float = 1.0  # a step moving the params by more than this × ‖θ‖ is diverged; 0 disables
+    max_eval_rise: float = 1.0  # held-out NLL this many nats above its best marks checkpoints not good; 0 disables
     progress: bool = True  # tqdm bar on process 0
     sleep_per_step: float = 0.0  # seconds; only for preemption drills and tests
 
@@ -67,6 +69,9 @@ class RunConfig:
         need(self.objective in OBJECTIVES, "objective", f"must be one of {OBJECTIVES}, got {self.objective!r}")
         need(self.nonfinite in NONFINITE, "nonfinite", f"must be one of {NONFINITE}, got {self.nonfinite!r}")
         need(self.sleep_per_step >= 0, "sleep_per_step", "must be >= 0")
+        for key in ("max_update_ratio", "max_eval_rise"):
+            value = getattr(self, key)
+            need(isinstance(value, (int, float)) and 0 <= value < float("inf"), key, f"must be >= 0 (0 disables), got {value}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,13 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
+def _warn(text: str) -> None:
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"rlp-jax: warning: {text}", file=sys.stderr, flush=True)
+
+
 def _check_same_model(saved: dict, cfg) -> None:
     """The checkpoint's saved config against `cfg`: what a resume may not change (`resume`)."""
     resume.check(saved.get("config", {}), cfg, cfg.run.checkpoint_dir or cfg.run.run_dir)
@@ -145,7 +152,8 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
         def frozen():
             return train_setup.proxy_model(cfg, mesh, shardings.params)
     step_fn, shardings = make_train_step(objective, cfg.optimizer, cfg.ema_decay, state_like, mesh,
-                                         skip_nonfinite=run.nonfinite == "skip", frozen=frozen)
+                                         skip_nonfinite=run.nonfinite == "skip", frozen=frozen,
+                                         max_update_ratio=run.max_update_ratio)
     eval_step = make_eval_step(cfg.model, cfg.rollout, run.objective == "rlp", mesh, shardings.params)
     return _Programs(step_fn, eval_step, state_like, shardings, init)
 
@@ -178,6 +186,7 @@ class _Session:
     logger: Any = None
     preemption: Preemption | None = None
     pending: _LateMetrics | None = None  # the last dispatched step's metrics, until logged
+    ledger: Any = None  # retention.Ledger: the checkpoints' good flags, saves and pruning
     clock: float = 0.0  # when the previous step's metrics arrived (or an eval ended)
 
 
@@ -202,34 +211,55 @@ def _open(cfg: config_lib.TrainConfig, mesh, programs: _Programs) -> _Session:
 
 
 def _restore_or_init(session: _Session) -> None:
-    """Resume from the latest checkpoint (same model only), else initialize a fresh state."""
+    """Resume from the newest good checkpoint that restores (same model only), else initialize.
+
+    Newer checkpoints passed over (damaged, or marked not good after a divergence) are set
+    aside under another name, with a one-line warning, so the resumed run can write their
+    steps again; resuming from a collapsed state would be pointless.
+    """
     import jax
 
     from rlp_jax.train import checkpoint
+    from rlp_jax.train import retention
 
     cfg, programs, manager = session.cfg, session.programs, session.manager
-    latest = manager.latest_step()
-    if latest is not None:
-        saved = checkpoint.read_meta(manager, latest)
-        _check_same_model(saved, cfg)
-        session.state, session.start = checkpoint.restore(manager, programs.state_like, programs.shardings,
-                                                          session.iterator)
-        session.meta["skipped"] = int(saved.get("skipped", 0))
-        _say(f"resumed from checkpoint step {session.start} in {session.checkpoint_dir}")
-    else:
-        params = train_setup.initial_params(cfg, session.mesh, programs.shardings.params)
-        init = jax.jit(lambda p, k: programs.init(p, rng=k), out_shardings=programs.shardings)
-        session.state, session.start = init(params, jax.random.key(cfg.run.seed + 1)), 0
+
+    def attempt(step, meta):
+        _check_same_model(meta, cfg)
+        return checkpoint.restore_state(manager, programs.state_like, programs.shardings, session.iterator, step)
+
+    try:
+        metas = checkpoint.read_metas(manager)
+        if metas:
+            session.start, session.state, passed = checkpoint.newest_restorable(manager, metas, attempt)
+            if passed:
+                moved = checkpoint.set_aside(manager, passed)
+                _warn(f"{checkpoint.describe(passed)}; moved to {', '.join(moved)}; "
+                      f"resuming from checkpoint {session.start}")
+            saved = metas[session.start]
+            session.meta.update(skipped=int(saved.get("skipped", 0)), best_eval_nll=saved.get("best_eval_nll"))
+            _say(f"resumed from checkpoint step {session.start} in {session.checkpoint_dir}")
+        else:
+            params = train_setup.initial_params(cfg, session.mesh, programs.shardings.params)
+            init = jax.jit(lambda p, k: programs.init(p, rng=k), out_shardings=programs.shardings)
+            session.state, session.start = init(params, jax.random.key(cfg.run.seed + 1)), 0
+    except BaseException:
+        manager.close()  # Orbax's threads would otherwise outlive the error and report it again
+        raise
+    session.meta["good"] = True
+    kept = {s: checkpoint.is_good(m) for s, m in metas.items() if s <= session.start}
+    session.ledger = retention.Ledger(manager, kept, cfg.run.keep)
     session.done = session.start
 
 
 def _close(session: _Session) -> None:
-    session.manager.wait_until_finished()
-    session.manager.close()
-    session.logger.close()
-    session.preemption.restore()
-    if hasattr(session.iterator, "close"):
-        session.iterator.close()
+    try:
+        session.ledger.close()  # waits for the last save: a write error is raised here, in one line
+    finally:
+        session.logger.close()
+        session.preemption.restore()
+        if hasattr(session.iterator, "close"):
+            session.iterator.close()
 
 
 # ----------------------------------------------------------------------------- one step
@@ -245,16 +275,20 @@ def _dispatch(session: _Session, step: int) -> None:
 
 
 def _fetch(session: _Session) -> dict:
-    """The pending step's metrics as floats (waits for that step); non-finite policy applied once."""
+    """The pending step's metrics as floats (waits for that step); the bad-step policy applied once."""
     import jax
 
-    late = session.pending
+    late, run = session.pending, session.cfg.run
     if late.host is None:
         metrics = {k: float(v) for k, v in jax.device_get(late.on_device).items()}
-        if metrics["nonfinite"] and session.cfg.run.nonfinite == "stop":
-            raise UserError(f"non-finite loss or gradient at step {late.step} (run.nonfinite=stop); stopped "
-                            f"without saving it; the last good checkpoint is step {session.manager.latest_step()}")
-        session.meta["skipped"] += int(metrics["nonfinite"])
+        bad = bool(metrics["nonfinite"] or metrics["diverged"])
+        if bad and run.nonfinite == "stop":
+            what = ("non-finite loss or gradient" if metrics["nonfinite"] else
+                    f"diverging update (|Δθ|/|θ| = {metrics['update_ratio']:.3g} > run.max_update_ratio="
+                    f"{run.max_update_ratio:g})")
+            raise UserError(f"{what} at step {late.step} (run.nonfinite=stop); stopped without saving it; "
+                            f"{_last_good(session)}")
+        session.meta["skipped"] += int(bad)
         now = time.perf_counter()
         tokens_per_step = session.cfg.data.batch_size * session.cfg.data.seq_len
         metrics.update(skipped_total=session.meta["skipped"], tokens_per_s=tokens_per_step / (now - session.clock),
@@ -262,6 +296,11 @@ def _fetch(session: _Session) -> dict:
         session.clock = now
         late.host = metrics
     return late.host
+
+
+def _last_good(session: _Session) -> str:
+    step = session.ledger.last_good()
+    return f"the last good checkpoint is step {step}" if step is not None else "no good checkpoint was saved"
 
 
 def _flush(session: _Session) -> None:
@@ -278,7 +317,22 @@ def _evaluate_if_due(session: _Session, step: int) -> None:
         session.last_eval = evaluate(session.cfg, session.programs.eval_step, session.state, session.mesh,
                                      session.cfg.model.vocab_size)
         session.logger.log(step, session.last_eval, prefix="eval")
+        _check_heldout(session, step)
         session.clock = time.perf_counter()  # step times leave the eval out
+
+
+def _check_heldout(session: _Session, step: int) -> None:
+    """A held-out divergence (see `retention.judge_heldout`) stops the run under
+    `run.nonfinite=stop`; otherwise the checkpoints saved meanwhile are marked not good."""
+    from rlp_jax.train import retention
+
+    run, was_good = session.cfg.run, session.meta.get("good", True)
+    why = retention.judge_heldout(session.meta, session.last_eval.get("nll"), step, run.max_eval_rise)
+    if why and run.nonfinite == "stop":
+        raise UserError(f"{why} (run.nonfinite=stop); stopped; {_last_good(session)}")
+    if why and was_good:
+        session.logger.message(f"rlp-jax: warning: {why}; checkpoints from here on are marked not good until "
+                               f"it recovers; {_last_good(session)}")
 
 
 def _log(session: _Session, step: int, metrics: dict) -> None:
@@ -293,16 +347,15 @@ def _log(session: _Session, step: int, metrics: dict) -> None:
 def _checkpoint(session: _Session, step: int) -> bool:
     """Save `step` if due (always on the last step or a SIGTERM); True if preempted (stop now).
 
-    The decision is taken here (same rule as Orbax's own: `should_save` unless forced) so
-    that the step's metrics are fetched first: its non-finite flag decides whether it may be
-    saved, and its skip count goes into the checkpoint's meta.
+    The decision is taken here (every `run.checkpoint_every` steps; Orbax's default policy
+    would also save the first one) so that the step's metrics are fetched first: its bad-step
+    flag decides whether it may be saved, and its skip count goes into the checkpoint's meta.
     """
-    from rlp_jax.train import checkpoint
-
+    run = session.cfg.run
     preempted = session.preemption.requested()
-    if preempted or step == session.cfg.run.steps or session.manager.should_save(step):
+    if preempted or step == run.steps or step % run.checkpoint_every == 0:
         _flush(session)
-        checkpoint.save(session.manager, step, session.state, session.iterator, dict(session.meta), force=True)
+        session.ledger.save(step, session.state, session.iterator, dict(session.meta))
     if preempted:
         session.status = "preempted"
     return preempted

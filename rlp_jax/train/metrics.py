@@ -3,13 +3,17 @@ event files (`tb/`, written by tensorboardX, which needs no TensorFlow), a tqdm 
 the curves drawn from `metrics.jsonl` (`plots/training.png` at the end of a run).
 
 Only process 0 writes. On resume from step s, lines past s (from the interrupted run)
-are dropped first, so the file always describes one consistent history. Reading and
+are dropped first, so the file always describes one consistent history; a half-written
+last line (what a full disk or a kill mid-write leaves) is dropped with a notice, while a
+malformed line elsewhere is the user's to fix. A failed write (full disk, read-only
+mount) ends the run with one line naming the file. Reading and
 plotting live here, beside the writer, so the training loop needs nothing from
 `rlp_jax.evaluation` (`rlp-jax report` imports them from here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,13 +36,27 @@ def _number(value):
 
 
 def truncate_after(path: str, step: int) -> None:
-    """Keep only lines whose "step" is <= `step`."""
+    """Keep only lines whose "step" is <= `step` (a half-written last line is dropped)."""
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        lines = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+    with open(path, "rb") as f:
+        raw = f.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+    lines = [(number, line) for number, line in enumerate(raw, start=1) if line.strip()]
+    kept = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if i < len(lines) - 1:
+                raise UserError(f"{path}:{number}: not JSON ({err.msg}); fix or remove that line to resume") from None
+            print(f"rlp-jax: warning: {path}:{number}: dropped a half-written last line", file=sys.stderr)
+            continue
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: not a metrics record (a JSON object); fix or remove that line to resume")
+        if record.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
     with open(path, "w") as f:
-        f.writelines(lines)
+        f.writelines(kept)
 
 
 class MetricsLogger:
@@ -47,16 +65,18 @@ class MetricsLogger:
     def __init__(self, run_dir: str, enabled: bool, start_step: int, total_steps: int, progress: bool = True):
         self.enabled = enabled
         self._file = self._tb = self._bar = None
+        self._path = os.path.join(run_dir, METRICS_FILE)
         if not enabled:
             return
-        os.makedirs(run_dir, exist_ok=True)
-        path = os.path.join(run_dir, METRICS_FILE)
-        truncate_after(path, start_step)
-        self._file = open(path, "a")
+        with _write_errors(self._path):
+            os.makedirs(run_dir, exist_ok=True)
+            truncate_after(self._path, start_step)
+            self._file = open(self._path, "a")
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(run_dir, TB_DIR), purge_step=start_step + 1)
+            with _write_errors(os.path.join(run_dir, TB_DIR)):
+                self._tb = SummaryWriter(os.path.join(run_dir, TB_DIR), purge_step=start_step + 1)
         except ImportError:
             print("rlp-jax: tensorboardX is not installed; TensorBoard events are not written", file=sys.stderr)
         if progress and progress_enabled():  # a terminal, no --quiet
@@ -69,12 +89,14 @@ class MetricsLogger:
         if not self.enabled:
             return
         record = {"step": step, **{f"{prefix}/{k}": _number(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        with _write_errors(self._path):
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
         if self._tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, float):
-                    self._tb.add_scalar(key, value, step)
+            with _write_errors(os.path.join(os.path.dirname(self._path), TB_DIR)):
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, float):
+                        self._tb.add_scalar(key, value, step)
 
     def bar(self, step: int, postfix: dict) -> None:
         if self._bar is not None:
@@ -91,10 +113,26 @@ class MetricsLogger:
             print(text, file=sys.stderr)
 
     def close(self) -> None:
-        for handle in (self._bar, self._tb, self._file):
-            if handle is not None:
-                handle.close()
-        self._bar = self._tb = self._file = None
+        handles, self._bar, self._tb, self._file = (self._bar, self._tb, self._file), None, None, None
+        failed = None
+        for handle in handles:
+            try:
+                if handle is not None:
+                    handle.close()
+            except OSError as err:
+                failed = failed or err
+        if failed is not None:
+            with _write_errors(self._path):
+                raise failed
+
+
+@contextlib.contextmanager
+def _write_errors(path: str):
+    """An OSError while writing metrics (full disk, read-only mount) as one line."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def read_metrics(run_dir: str) -> list[dict]:

@@ -9,10 +9,13 @@
 Training, tests and benchmarks all compile it through `make_train_step`. An objective
 whose reward runs on the host (RPT) is compiled as two halves with the reward between.
 
-The guard runs inside the same jitted program: if the loss, the gradient norm or any
-updated parameter is not finite, `skip` keeps the old params, optimizer state and EMA
-(step and rng still advance, so the next batch gets fresh thoughts) and reports
-`nonfinite=1`; with `skip=False` the loop decides (`run.nonfinite=stop`).
+The guard runs inside the same jitted program. A step is bad if the loss, the gradient
+norm or any updated parameter is not finite (`nonfinite=1`), or if its update is absurd
+for the parameters it changes: ‖Δθ‖/‖θ‖ above `max_update_ratio` (`diverged=1`). A finite
+blow-up (a learning rate of 1e6) is caught at its first step this way, before the model
+collapses into a state whose loss and gradients look calm. `skip` keeps the old params,
+optimizer state and EMA for a bad step (step and rng still advance, so the next batch gets
+fresh thoughts); with `skip=False` the loop decides (`run.nonfinite=stop`).
 """
 
 from __future__ import annotations
@@ -115,25 +118,39 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def guard(inner, skip: bool):
-    """Wrap `inner(state, window, *extra) -> (state, metrics)` with the non-finite check."""
+def update_ratio(old, new) -> jax.Array:
+    """‖new − old‖ / ‖old‖ over the whole parameter tree, in float32."""
+    delta = jax.tree.map(lambda n, o: n.astype(jnp.float32) - o.astype(jnp.float32), new, old)
+    norm = optax.tree.norm(jax.tree.map(lambda o: o.astype(jnp.float32), old))
+    return optax.tree.norm(delta) / jnp.maximum(norm, jnp.finfo(jnp.float32).tiny)
+
+
+def guard(inner, skip: bool, max_update_ratio: float = 0.0):
+    """Wrap `inner(state, window, *extra) -> (state, metrics)` with the bad-step check
+    (`max_update_ratio` 0: only non-finite steps are bad)."""
     def step(state: TrainState, window, *extra):
         new, metrics = inner(state, window, *extra)
-        ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & _all_finite(new.params)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & _all_finite(new.params)
+        ratio = update_ratio(state.params, new.params)
+        diverged = finite & (ratio > max_update_ratio) if max_update_ratio > 0 else jnp.array(False)
+        ok = finite & ~diverged
         if skip:
             def keep(n, o):
                 return jnp.where(ok, n, o)
             new = new.replace(params=jax.tree.map(keep, new.params, state.params),
                               opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
                               ema_params=jax.tree.map(keep, new.ema_params, state.ema_params))
-        return new, {**metrics, "nonfinite": (~ok).astype(jnp.int32)}
+        return new, {**metrics, "nonfinite": (~finite).astype(jnp.int32), "diverged": diverged.astype(jnp.int32),
+                     "update_ratio": ratio}
     return step
 
 
 def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: float, state_like, mesh=None,
-                    skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES, frozen=None):
+                    skip_nonfinite: bool = True, rules=sharding.DEFAULT_RULES, frozen=None,
+                    max_update_ratio: float = 0.0):
     """`(step(state, window) -> (state, metrics), state_shardings)`, compiled on `mesh`
-    (default: every local device on the data axes). The state is donated.
+    (default: every local device on the data axes). The state is donated. `max_update_ratio`
+    (0: off) is the guard's bound on ‖Δθ‖/‖θ‖; training passes `run.max_update_ratio`.
 
     `frozen()` gives a host-reward objective its fixed `(params, model_cfg)` (RPT's proxy),
     loaded once at the first step; by default, a copy of the params at that first step."""
@@ -143,11 +160,12 @@ def make_train_step(objective: Objective, ocfg: OptimizerConfig, ema_decay: floa
     out = (shardings, sharding.replicated(mesh))
     if not isinstance(objective, HostRewardObjective):
         inner = functools.partial(objective_step, objective, ocfg, ema_decay)
-        step = sharding.sharded_jit(guard(inner, skip_nonfinite), mesh, in_shardings=(shardings, batch),
+        step = sharding.sharded_jit(guard(inner, skip_nonfinite, max_update_ratio), mesh, in_shardings=(shardings, batch),
                                     out_shardings=out, donate_argnums=(0,), rules=rules)
         return step, shardings
     rollout = sharding.sharded_jit(functools.partial(gather_planned, objective), mesh, rules=rules)
-    update = sharding.sharded_jit(guard(functools.partial(learn, objective, ocfg, ema_decay), skip_nonfinite),
+    update = sharding.sharded_jit(guard(functools.partial(learn, objective, ocfg, ema_decay), skip_nonfinite,
+                                        max_update_ratio),
                                   mesh, out_shardings=out, donate_argnums=(0,), rules=rules)
 
     held = []

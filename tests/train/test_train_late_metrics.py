@@ -26,8 +26,10 @@ def test_records_keep_their_steps_keys_and_order(tmp_path):
                      (5, "train")]
     train_keys = {k for k in rows[0] if k != "step"}
     assert all({k for k in r if k != "step"} == train_keys for r in rows if not any(k.startswith("eval/") for k in r))
-    assert {"train/loss", "train/nonfinite", "train/skipped_total", "train/tokens_per_s"} <= train_keys
-    assert _steps(tmp_path) == [1, 4, 5] and summary["step"] == 5 and summary["status"] == "finished"
+    assert {"train/loss", "train/nonfinite", "train/diverged", "train/update_ratio", "train/skipped_total",
+            "train/tokens_per_s"} <= train_keys
+    # checkpoint_every=4: steps 4 and 5 (the last), not also step 1 (Orbax's default policy would)
+    assert _steps(tmp_path) == [4, 5] and summary["step"] == 5 and summary["status"] == "finished"
 
 
 def test_stop_between_checkpoints_raises_for_the_bad_step_and_saves_nothing(tmp_path):
