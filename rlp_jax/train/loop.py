@@ -415,7 +415,7 @@ def main(config_path: str | None, overrides: list[str]) -> int:
 
     if jax.process_index() == 0:
         d = summary["run_dir"]
-        print(f"{summary['status']} at step {summary['step']}; skipped non-finite steps: {summary['skipped']}")
+        print(f"{summary['status']} at step {summary['step']}; skipped bad steps (non-finite or diverged): {summary['skipped']}")
         print(f"metrics:     {os.path.join(d, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {os.path.join(d, 'tb')})")
         print(f"checkpoints: {summary['checkpoints']}")
         print(f"config:      {os.path.join(d, 'config.yaml')}")
