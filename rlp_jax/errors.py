@@ -47,15 +47,18 @@ def need_file(path: str, what: str) -> None:
 # an evaluation must not run only to fail on where it writes), and never overwrites an
 # existing output unless the user passed --force.
 
-def _check_creatable(path: str, flag: str) -> None:
-    """`path` can be created: its nearest existing ancestor is a writable directory."""
-    probe = os.path.dirname(os.path.abspath(path))
+def check_creatable(path: str, flag: str) -> None:
+    """`path` is, or can be created as, an entry of a writable directory: its nearest
+    existing ancestor (itself, when it is an existing directory) is a writable directory."""
+    target = os.path.abspath(path)
+    probe = target if os.path.isdir(target) else os.path.dirname(target)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
+    where = f"{flag} {path}" if probe == target else f"cannot create {flag} {path}: {probe}"
     if not os.path.isdir(probe):
-        raise UserError(f"cannot create {flag} {path}: {probe} is a file, not a directory")
+        raise UserError(f"{where} is a file, not a directory; choose another {flag}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"cannot create {flag} {path}: {probe} is not writable")
+        raise UserError(f"{where} is read-only; choose a writable {flag}")
 
 
 def check_output_file(path: str, force: bool, flag: str = "--out") -> None:
@@ -67,14 +70,14 @@ def check_output_file(path: str, force: bool, flag: str = "--out") -> None:
         need(force, f"{flag} {path} already exists; pass --force to overwrite it")
         need(os.access(path, os.W_OK), f"{flag} {path} is not writable")
     else:
-        _check_creatable(path, flag)
+        check_creatable(path, flag)
 
 
 def check_output_dir(path: str, force: bool, produces: Iterable[str], flag: str = "--out") -> None:
     """Refuse, before any work, an output directory that is a file, cannot be created, or
     already holds one of the entries the command `produces` (unless `force`)."""
     if not os.path.exists(path):
-        _check_creatable(path, flag)
+        check_creatable(path, flag)
         return
     if not os.path.isdir(path):
         raise UserError(f"{flag} {path} is a file, not a directory")

@@ -354,6 +354,7 @@ def _checkpoint(session: _Session, step: int) -> bool:
     run = session.cfg.run
     preempted = session.preemption.requested()
     if preempted or step == run.steps or step % run.checkpoint_every == 0:
+        run_lock.check(run.run_dir)  # a training whose lock was taken over stops without saving
         _flush(session)
         session.ledger.save(step, session.state, session.iterator, dict(session.meta))
     if preempted:

@@ -12,11 +12,19 @@ apart by its start time), or when it is on another machine and its heartbeat is 
 than `STALE_S`. A live holder ends a second training with a one-line error naming it.
 The lock is released on every exit that runs Python's `finally` blocks: normal end,
 errors, SIGTERM (preemption, or before the loop has installed its own handler); after a
-SIGKILL or a crash of the machine the next start finds it stale.
+SIGKILL or a crash of the machine the next start finds it stale. A lock file that cannot
+be read (empty: its writer died between creating and writing it) is stale after
+`UNREADABLE_S`; no heartbeat touches it. Takeovers are serialised by an advisory lock on
+the run directory (where the file system has one), so a takeover only ever removes the
+lock it judged stale, never the live lock of a process that started meanwhile.
+
+A holder whose lock was taken over (its heartbeat finds another holder) stops at its next
+checkpoint without saving: the loop calls `check(run_dir)` before every save.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -26,11 +34,14 @@ import threading
 import time
 import uuid
 
+from rlp_jax import errors
 from rlp_jax.errors import UserError
 
 LOCK_FILE = ".lock"
 HEARTBEAT_S = 30.0
 STALE_S = 600.0
+UNREADABLE_S = 60.0  # a holder writes its lock within milliseconds of creating it
+_HELD: dict[str, "RunLock"] = {}  # realpath of the run directory → the lock this process holds
 
 
 def check_writable(run_dir: str) -> None:
@@ -38,19 +49,17 @@ def check_writable(run_dir: str) -> None:
 
     Cheap and side-effect free, so a bad `run.run_dir` fails before data preparation and
     compilation; `acquire` still turns any later filesystem error into one line."""
-    path = os.path.abspath(run_dir)
-    if os.path.exists(path) and not os.path.isdir(path):
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"run.run_dir {run_dir} is a file, not a directory; choose another run.run_dir")
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    if not os.path.isdir(path):
-        raise UserError(f"run.run_dir {run_dir}: {path} is a file, not a directory; choose another run.run_dir")
-    if not os.access(path, os.W_OK | os.X_OK):
-        why = "is read-only" if path == os.path.abspath(run_dir) else f"cannot be created: {path} is read-only"
-        raise UserError(f"run.run_dir {run_dir} {why}; choose a writable run.run_dir")
+    errors.check_creatable(run_dir, "run.run_dir")
+
+
+def check(run_dir: str) -> None:
+    """Raise a one-line UserError if this process held `run_dir`'s lock and lost it (a no-op
+    where it holds none: other processes of a multi-host job)."""
+    lock = _HELD.get(os.path.realpath(run_dir))
+    if lock is not None:
+        lock.check()
 
 
 def _read(path: str) -> str:
@@ -120,29 +129,65 @@ class RunLock:
         self._stop = threading.Event()
         self._thread = None
         self._previous_sigterm = None
+        self.lost: dict | None = None  # the holder that took the lock over, once one did
 
     def _write(self) -> None:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _pid_start(os.getpid()),
                   "machine": _machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": self.token}
-        with os.fdopen(fd, "w") as f:
-            json.dump(holder, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(holder, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # a full disk: O_EXCL made the file ours, so it goes, not a stale lock
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            raise
+
+    def _lost_to(self) -> dict | None:
+        """The holder that replaced this lock ({} when it is gone or unreadable), or None if
+        the lock is still ours or cannot be read right now (an I/O hiccup is not a loss)."""
+        try:
+            with open(self.path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            return None
+        if _token(text) == self.token:
+            return None
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            holder = {}
+        return holder if isinstance(holder, dict) else {}
+
+    def check(self) -> None:
+        """A one-line UserError if the heartbeat (or a look now) finds another holder."""
+        if self.lost is None:
+            self.lost = self._lost_to()
+        if self.lost is not None:
+            who = _describe(self.lost) if self.lost else "another process"
+            raise UserError(f"lost the run-directory lock {self.path} to {who}; stopped without saving "
+                            "(another training took this run directory over)")
 
     def _beat(self) -> None:
-        warned = False
-        while not self._stop.wait(HEARTBEAT_S):
-            mine = _token(_read(self.path)) == self.token
-            try:
-                if mine:
+        while self.lost is None and not self._stop.wait(HEARTBEAT_S):
+            lost = self._lost_to()
+            if lost is None:
+                try:
                     os.utime(self.path)
-            except OSError:
-                mine = False
-            if not mine and not warned:
-                warned = True
-                print(f"rlp-jax: warning: the lock {self.path} was taken over; another training may now "
-                      f"write to this run directory", file=sys.stderr, flush=True)
+                except FileNotFoundError:
+                    lost = {}
+                except OSError:
+                    pass
+            if lost is not None:
+                self.lost = lost
+                print(f"rlp-jax: warning: the lock {self.path} was taken over; this training stops "
+                      "at its next checkpoint without saving", file=sys.stderr, flush=True)
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="rlp-jax-run-lock", daemon=True)
@@ -151,11 +196,14 @@ class RunLock:
             # Until the loop installs its preemption handler (and after it restores this one),
             # SIGTERM ends the process through `finally` blocks, so the lock is released.
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _HELD[os.path.realpath(self.run_dir)] = self
 
     def release(self) -> None:
         if self._stop.is_set():
             return
         self._stop.set()
+        if _HELD.get(os.path.realpath(self.run_dir)) is self:
+            del _HELD[os.path.realpath(self.run_dir)]
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
         try:
@@ -177,37 +225,76 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _take_over(path: str, holder: dict, why: str) -> bool:
-    """Move a stale lock aside; False if another process changed it meanwhile."""
+class _TakeoverGuard:
+    """An advisory lock on the run directory (released by the kernel if its holder dies) that
+    serialises takeovers; where the file system has none, takeovers go unguarded."""
+
+    def __init__(self, run_dir: str):
+        self.fd = None
+        try:
+            self.fd = os.open(run_dir, os.O_RDONLY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+
+
+def _take_over(path: str, holder: dict, why: str) -> None:
+    """Remove the stale lock `holder` (judged under the guard), unless it changed meanwhile.
+
+    Under the guard no other takeover runs, so only the stale holder itself, coming back to
+    life and releasing, lets a new lock appear in between: the moved lock is then not the
+    judged one and is put back. Only if yet another start has created a lock in that instant
+    is the put-back impossible; that one is left alone, and the moved one's holder finds its
+    lock lost at its next checkpoint and stops without saving (never two writers)."""
     aside = f"{path}.stale.{uuid.uuid4().hex}"
     try:
         os.rename(path, aside)
     except FileNotFoundError:
-        return False
-    if _token(_read(aside)) != holder.get("token"):
-        try:  # not the lock judged stale: put it back unless a new one is already there
+        return
+    if _read(aside) != holder["_text"]:
+        try:
             os.link(aside, path)
         except OSError:
             pass
         os.unlink(aside)
-        return False
+        return
     os.unlink(aside)
     print(f"rlp-jax: recovered a stale lock on {os.path.dirname(path)} ({_describe(holder)}: {why})",
           file=sys.stderr, flush=True)
-    return True
 
 
 def _holder(path: str) -> tuple[dict, float] | None:
-    """The lock's content and heartbeat age, or None if it vanished."""
+    """The lock's content (its raw text under "_text") and heartbeat age, or None if it vanished."""
     try:
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
         return None
+    text = _read(path)
     try:
-        holder = json.loads(_read(path))
+        holder = json.loads(text)
     except ValueError:
         holder = None
-    return (holder if isinstance(holder, dict) else {}), age
+    holder = dict(holder) if isinstance(holder, dict) else {}
+    holder["_text"] = text
+    return holder, age
+
+
+def _why_stale(path: str) -> tuple[dict, str | None] | None:
+    """`(holder, why it is stale or None if live)` of the lock at `path`, or None if none."""
+    found = _holder(path)
+    if found is None:
+        return None
+    holder, age = found
+    if set(holder) == {"_text"}:  # empty or unreadable: no heartbeat ever touches it
+        return holder, (f"unreadable lock file, unchanged for {age:.0f} s" if age > UNREADABLE_S else None)
+    return holder, _stale_reason(holder, age)
 
 
 def acquire(run_dir: str) -> RunLock:
@@ -229,18 +316,16 @@ def acquire(run_dir: str) -> RunLock:
         except OSError as err:
             lock.release()
             raise UserError(f"run.run_dir {run_dir}: cannot write there ({err.strerror or err})") from None
-        found = _holder(lock.path)
-        if found is None:
-            continue
-        holder, age = found
-        if not holder and age <= STALE_S:  # being written this instant, or unreadable but fresh
-            break
-        why = _stale_reason(holder, age) if holder else "unreadable lock file"
-        if why is None:
-            break
-        _take_over(lock.path, holder, why)
+        with _TakeoverGuard(run_dir):
+            judged = _why_stale(lock.path)  # judged again under the guard: no other takeover is under way
+            if judged is None:
+                continue
+            holder, why = judged
+            if why is None:
+                break
+            _take_over(lock.path, holder, why)
     found = _holder(lock.path)
-    who = _describe(found[0]) if found and found[0] else "another process"
+    who = _describe(found[0]) if found and set(found[0]) != {"_text"} else "another process"
     lock.release()
     raise UserError(f"run.run_dir {run_dir} is in use by another training ({who}; lock {lock.path}); "
                     f"wait for it to end or stop it, or use another run.run_dir")

@@ -4,6 +4,7 @@ holders on other hosts, heartbeats), refused resumes that leave every file byte-
 and unusable run directories (a file, a path under a file, read-only) refused in one line
 before anything is compiled."""
 
+import errno
 import hashlib
 import json
 import os
@@ -163,30 +164,73 @@ def test_other_hosts_are_judged_by_heartbeat_and_this_host_by_pid(tmp_path, caps
     os.utime(path, (old, old))  # no heartbeat for 11 min: stale
     run_lock.acquire(str(tmp_path)).release()
     assert "no heartbeat for 11 min" in capsys.readouterr().err
-    # This host, a running pid whose start time is not the recorded one: a reused pid, stale.
-    _holder(tmp_path, host=socket.gethostname(), machine=run_lock._machine(), pid=os.getpid(), pid_start="1")
-    if run_lock._pid_start(os.getpid()):
-        run_lock.acquire(str(tmp_path)).release()
-        assert "no longer running" in capsys.readouterr().err
     # An empty lock file with a fresh time is one being written this instant: live.
     (tmp_path / ".lock").write_text("")
     with pytest.raises(UserError, match="another process"):
         run_lock.acquire(str(tmp_path))
+    # ... but one left empty for longer than a write takes never blocks: its writer died.
+    old = time.time() - run_lock.UNREADABLE_S - 5
+    os.utime(tmp_path / ".lock", (old, old))
+    run_lock.acquire(str(tmp_path)).release()
+    assert "unreadable lock file" in capsys.readouterr().err
 
 
-def test_the_heartbeat_touches_the_lock_and_warns_once_if_it_is_taken(tmp_path, monkeypatch, capfd):
+def test_a_reused_pid_on_this_host_is_told_apart_by_its_start_time(tmp_path, capsys):
+    if not run_lock._pid_start(os.getpid()):
+        pytest.skip("no /proc/PID/stat here: a process's start time cannot be read")
+    # This host, a running pid whose start time is not the recorded one: a reused pid, stale.
+    _holder(tmp_path, host=socket.gethostname(), machine=run_lock._machine(), pid=os.getpid(), pid_start="1")
+    run_lock.acquire(str(tmp_path)).release()
+    assert "no longer running" in capsys.readouterr().err
+
+
+def test_a_lock_whose_write_fails_is_not_left_behind(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=r"cannot write there \(No space left on device\)$"):
+        run_lock.acquire(str(run_dir))
+    assert not run_dir.exists()  # no 0-byte .lock refusing the rerun, no empty run directory
+    monkeypatch.undo()
+    run_lock.acquire(str(run_dir)).release()  # space freed: the rerun starts at once
+
+
+def test_a_takeover_never_removes_a_lock_other_than_the_stale_one(tmp_path, capsys):
+    path = _holder(tmp_path, token="new")  # a live holder's lock, there since the stale one was judged
+    stale = {"host": "elsewhere", "pid": 1, "token": "old", "_text": json.dumps({"token": "old"})}
+    run_lock._take_over(str(path), stale, "no heartbeat for 11 min")
+    assert json.loads(path.read_text())["token"] == "new"
+    assert os.listdir(tmp_path) == [".lock"] and capsys.readouterr().err == ""
+
+
+def test_the_heartbeat_touches_the_lock_and_a_lost_lock_stops_the_next_save(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(run_lock, "HEARTBEAT_S", 0.05)
     lock = run_lock.acquire(str(tmp_path))
     try:
         os.utime(lock.path, (0, 0))
         time.sleep(0.5)
         assert time.time() - os.stat(lock.path).st_mtime < 5
+        run_lock.check(str(tmp_path))  # still ours: saving may go on
         _holder(tmp_path)
         time.sleep(0.5)
+        assert lock.lost and lock.lost["host"] == "elsewhere"
+        with pytest.raises(UserError, match=r"^lost the run-directory lock .* to host elsewhere, pid 1, since then; "
+                                            r"stopped without saving"):
+            run_lock.check(str(tmp_path))  # what the loop calls before every checkpoint
     finally:
         lock.release()
     assert capfd.readouterr().err.count("was taken over") == 1
     assert json.loads((tmp_path / ".lock").read_text())["token"] == "theirs"  # not ours to remove
+    run_lock.check(str(tmp_path))  # released: nothing held, nothing to check
+
+
+def test_a_lost_lock_is_seen_before_the_heartbeat_notices(tmp_path):
+    with run_lock.acquire(str(tmp_path)) as lock:
+        (tmp_path / ".lock").unlink()
+        with pytest.raises(UserError, match="to another process; stopped without saving"):
+            lock.check()
 
 
 # ------------------------------------------------------------------------ refused resumes
