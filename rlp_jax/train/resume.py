@@ -2,9 +2,12 @@
 
 A run directory holds one run: its checkpoints were made by one model from one data
 stream under one objective and seed, so those keys must match the saved config (the
-latest readable checkpoint's, else `config.yaml`). Everything else (steps, eval,
-checkpoint and log cadence, learning rate and schedule, rollout and loss settings, EMA
-decay, mesh) may change between starts; `config.yaml` then records the new values.
+latest readable checkpoint's, else `config.yaml` where checkpoints exist but none can be
+read). Everything else (steps, eval, checkpoint and log cadence, learning rate and
+schedule, rollout and loss settings, EMA decay, mesh) may change between starts;
+`config.yaml` then records the new values. A run directory without checkpoints holds
+nothing to protect (a start that crashed before its first save: its metrics are truncated
+to step 0 when the new start opens them), so any config may start there.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ FIXED = ("model", "init_from", "data", "run.objective", "run.seed")
 # Within FIXED, what only changes how the same numbers are computed or read.
 FREE = ("model.dtype", "model.remat", "model.head_chunk", "data.read_threads", "data.prefetch",
         "data.worker_count")
-RULE = ("a resume keeps model.* but dtype, remat and head_chunk, init_from, data.*, run.objective and run.seed; "
-        "steps, cadence, learning rate, rollout and loss settings may change")
+RULE = ("a resume keeps model.* (but dtype, remat, head_chunk), init_from, data.* (but read_threads, prefetch, "
+        "worker_count), run.objective and run.seed; steps, cadence, learning rate, rollout and loss settings may "
+        "change")
 
 
 def _flat(tree: dict) -> dict:
@@ -70,45 +74,37 @@ def check(saved: dict, cfg, where: str) -> None:
                         f"use another run.run_dir ({why})")
 
 
-def _latest_meta(directory: str) -> dict | None:
-    """The config saved with the newest checkpoint whose meta can be read, if any."""
-    if "://" not in directory and not os.path.isdir(directory):
-        return None
-    import logging
+def _latest_meta(directory: str) -> tuple[bool, dict | None]:
+    """`(holds checkpoints, the config saved with the newest one whose meta can be read)`.
 
+    A directory Orbax cannot open counts as holding checkpoints: restoring will say what is
+    wrong with it, and until then it is protected like one."""
+    if "://" not in directory and not os.path.isdir(directory):
+        return False, None
     from rlp_jax.train import checkpoint
 
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)  # a read-only manager warns that it is read-only
     try:
         manager = checkpoint.make_manager(directory, read_only=True)
-    except Exception:  # not a checkpoint directory Orbax can open: restoring will say so
-        absl.setLevel(level)
-        return None
+    except Exception:
+        return True, None
     try:
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                config = checkpoint.read_meta(manager, step).get("config")
-            except Exception:  # a damaged step: the restore decides what to do with it
-                continue
-            if isinstance(config, dict):
-                return config
-        return None
+        metas = checkpoint.read_metas(manager)  # a damaged step: its reason, left to the restore
     finally:
         manager.close()
-        absl.setLevel(level)
+    configs = (metas[s].get("config") for s in sorted(metas, reverse=True) if isinstance(metas[s], dict))
+    return bool(metas), next((c for c in configs if isinstance(c, dict)), None)
 
 
 def saved_config(cfg) -> tuple[dict, str] | None:
-    """`(config, where it was read)` of the run `cfg.run.run_dir` holds, or None if none."""
+    """`(config, where it was read)` of the run `cfg.run.run_dir` holds, or None if it holds
+    no checkpoint (then there is nothing a new config could be inconsistent with)."""
     from rlp_jax.train import config as config_lib
 
     directory = cfg.run.checkpoint_dir or os.path.join(cfg.run.run_dir, "checkpoints")
-    config = _latest_meta(directory)
+    held, config = _latest_meta(directory)
     if config is not None:
         return config_lib.upgrade(config), directory
     path = os.path.join(cfg.run.run_dir, "config.yaml")
-    if os.path.isfile(path):
+    if held and os.path.isfile(path):
         return config_lib.upgrade(config_lib.read_yaml(path)), path
     return None

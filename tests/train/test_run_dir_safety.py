@@ -252,12 +252,22 @@ def test_a_refused_resume_changes_nothing_in_the_run_directory(run_copy, change,
     assert _tree(run_copy) == before
 
 
-def test_without_checkpoints_the_config_yaml_is_what_a_start_must_match(run_copy, capsys):
-    shutil.rmtree(run_copy / "checkpoints")
+def test_without_checkpoints_any_config_may_start_and_with_unreadable_ones_config_yaml_rules(run_copy, monkeypatch,
+                                                                                            capsys):
+    metas = sorted(p for p in (run_copy / "checkpoints").rglob("*") if p.is_file() and "meta" in p.parts)
+    assert metas
+    for meta in metas:  # every checkpoint's meta damaged: config.yaml says which run they are
+        meta.write_text("{not json")
     before = _tree(run_copy)
     assert cli.main(["train", *NTP, f"run.run_dir={run_copy}", "data.batch_size=4"]) == 2
     _one_line(capsys.readouterr().err, "config.yaml holds a run with data.batch_size=8")
     assert _tree(run_copy) == before
+    # No checkpoint: nothing saved to protect (the crashed start's metrics are cut to step 0).
+    shutil.rmtree(run_copy / "checkpoints")
+    monkeypatch.setattr(train_loop, "_compile", lambda *a: (_ for _ in ()).throw(UserError("claimed")))
+    assert cli.main(["train", *NTP, f"run.run_dir={run_copy}", "data.batch_size=4"]) == 2
+    _one_line(capsys.readouterr().err, "claimed")
+    assert config.read_yaml(str(run_copy / "config.yaml"))["data"]["batch_size"] == 4
 
 
 def test_what_a_resume_may_and_may_not_change():
