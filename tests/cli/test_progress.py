@@ -182,9 +182,16 @@ def test_an_error_after_a_bar_starts_on_its_own_line(files, stderr, tmp_path):
 def test_absl_warnings_silenced_errors_kept():
     import logging
 
-    progress.silence_library_warnings()
+    from absl import logging as absl_logging
+
     absl = logging.getLogger("absl")
-    assert absl.isEnabledFor(logging.ERROR) and not absl.isEnabledFor(logging.WARNING)
+    verbosity, level = absl_logging.get_verbosity(), absl.level
+    try:
+        progress.silence_library_warnings()
+        assert absl.isEnabledFor(logging.ERROR) and not absl.isEnabledFor(logging.WARNING)
+    finally:  # process-wide: later tests on this worker see absl as they found it
+        absl_logging.set_verbosity(verbosity)
+        absl.setLevel(level)
 
 
 @pytest.fixture(scope="module")
