@@ -47,7 +47,7 @@ def run(args) -> int:
     need_finite(args.temperature, "--temperature", 0.0)
     outputs = ("eval.json", "eval.png")
     check_output_dir(args.out, args.force, outputs)  # before the evaluation, not after it
-    cfg, params, tok_path, run_data = load_params(args.checkpoint, args.params)
+    cfg, params, tok_path, run_data, step = load_params(args.checkpoint, args.params, with_step=True)
     data_dir = args.data or run_data
     if not (data_dir or args.text_file):
         raise UserError("pass --data DATA_DIR or --text-file FILE (only a run directory brings its own data)")
@@ -74,6 +74,7 @@ def run(args) -> int:
     result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed, reasoning=reasoning,
                                        total=args.batches)
     result["checkpoint"] = os.path.abspath(args.checkpoint)
+    result["step"] = step  # the checkpoint read (a damaged or not-good newer one is passed over); None: a model dir
     result["proxy"] = proxy_name
     result["params"] = args.params
     with writing(args.out):

@@ -10,10 +10,11 @@ import numpy as np
 from rlp_jax.errors import UserError, need_file
 
 
-def load_params(path: str, which: str = "policy", mesh=None):
+def load_params(path: str, which: str = "policy", mesh=None, with_step: bool = False):
     """`(model_cfg, params, tokenizer_path or None, data_dir or None)` from a model dir or a
     run / checkpoint dir (whose resolved config names its tokenizer and data): its newest
     good checkpoint that restores, or the one step directory `path` names (RUN/checkpoints/4).
+    With `with_step`, a fifth item: the checkpoint step read (None for a model directory).
 
     `which` picks the policy θ or the EMA teacher φ of a training checkpoint; a model
     directory (from convert / fetch / export of a run) has only one set.
@@ -32,17 +33,17 @@ def load_params(path: str, which: str = "policy", mesh=None):
                             "teacher; drop --params ema (only a training run has one)")
 
         cfg, params = load_model(path, mesh=mesh)
-        return cfg, params, path, None
+        return (cfg, params, path, None) + ((None,) if with_step else ())
     from rlp_jax.train import checkpoint
     from rlp_jax.train import config as config_lib
 
     if not _may_hold_checkpoints(path):
         raise UserError(f"{path} is neither a model directory (no {MODEL_CONFIG_FILE}) nor a run directory "
                         "(no checkpoints)")
-    _, meta, cfg, params = checkpoint.load(path, "ema_params" if which == "ema" else "params", mesh=mesh)
+    step, meta, cfg, params = checkpoint.load(path, "ema_params" if which == "ema" else "params", mesh=mesh)
     run_cfg = config_lib.from_dict(meta["config"])
     data = run_cfg.data.data if os.path.isdir(run_cfg.data.data) else None
-    return cfg, params, run_cfg.data.tokenizer or None, data
+    return (cfg, params, run_cfg.data.tokenizer or None, data) + ((step,) if with_step else ())
 
 
 def _may_hold_checkpoints(path: str) -> bool:

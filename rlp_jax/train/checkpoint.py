@@ -6,8 +6,8 @@ positioned after s batches, as separate items so evaluation can read only what i
   ref_params                      θ_0, only when the run keeps a fixed KL reference
   train                           step and the raw rng key data
   iter                            the Grain iterator state (one file per process)
-  meta                            JSON: the resolved config, `good` (see `retention`), so a
-                                  checkpoint is self-describing
+  meta                            JSON: the resolved config, `good` and `confirmed` (see
+                                  `retention`), so a checkpoint is self-describing
 Saves are asynchronous (arrays are copied to host, then written in the background) and
 atomic (a step directory appears only when complete), so a crash or a full disk mid-save
 never replaces the last complete checkpoint; the next writer removes the leftover temporary
@@ -15,15 +15,18 @@ directory. Orbax keeps every step and saves when told: the cadence (every `every
 not also the first one as Orbax's default policy would) and retention are ours.
 
 Reading tolerates damage: `newest_restorable` tries the good checkpoints newest first and
-passes over one whose files are truncated or missing, and the caller says so in one line.
+passes over one whose files are truncated or missing (`is_damage`), and the caller says so
+in one line; any other read error is one line, and nothing is renamed for it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -46,12 +49,32 @@ def _has_grain() -> bool:
 # ----------------------------------------------------------------------------- quiet failures
 
 
+# The ERROR records Orbax logs (with tracebacks) as a save fails, in the background thread,
+# its futures and the manager's wait: the same error then reaches the caller.
+_SAVE_FAILED = re.compile(r"background save thread|_SignalingThread\.run\(\) raised|Save Finalize thread|"
+                          r"Checkpointer failed")
+
+
 class _OrbaxLogFilter(logging.Filter):
-    """Orbax logs every background failure with its traceback (hundreds of lines on a full
-    disk) before the same error reaches the caller, which reports it in one line."""
+    """Orbax's INFO and WARNING records are dropped, and so are the ERROR records of a failed
+    save (hundreds of lines of tracebacks on a full disk), whose error reaches the caller,
+    which reports it in one line. Other ERROR records stay visible."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.CRITICAL or f"{os.sep}orbax{os.sep}" not in record.pathname
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        return record.levelno >= logging.ERROR and not _SAVE_FAILED.search(str(record.msg))
+
+
+class _OrbaxAsyncioFilter(logging.Filter):
+    """A failed save leaves Orbax's write futures with their exception unread; asyncio logs
+    each one ("exception was never retrieved", a traceback) when it is collected, often at
+    exit, after the caller reported the error in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tb = record.exc_info[2] if record.exc_info else None
+        return not ("exception was never retrieved" in str(record.msg) and tb is not None and any(
+            f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(tb)))
 
 
 def _orbax_leftover(unraisable) -> bool:
@@ -73,9 +96,10 @@ def _ignore_orbax_leftovers(previous):
 
 
 def _quiet() -> None:
-    absl = logging.getLogger("absl")
-    if not any(isinstance(f, _OrbaxLogFilter) for f in absl.filters):
-        absl.addFilter(_OrbaxLogFilter())
+    for name, kind in (("absl", _OrbaxLogFilter), ("asyncio", _OrbaxAsyncioFilter)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
     if not getattr(sys.unraisablehook, "rlp_jax", False):
         sys.unraisablehook = _ignore_orbax_leftovers(sys.unraisablehook)
 
@@ -98,16 +122,12 @@ def reason(err: BaseException) -> str:
 # ----------------------------------------------------------------------------- manager, save
 
 
-def make_manager(directory: str, every: int = 1, keep: int | None = None, async_save: bool = True,
-                 read_only: bool = False):
-    """An Orbax manager over `directory` with our items and handlers.
-
-    `keep` is not Orbax's business (it cannot tell a good checkpoint from a bad one):
-    `retention.Ledger` applies it; the argument is accepted for callers that pass it.
-    """
+def make_manager(directory: str, every: int = 1, async_save: bool = True, read_only: bool = False):
+    """An Orbax manager over `directory` with our items and handlers. It keeps every step:
+    retention is not Orbax's business (it cannot tell a good checkpoint from a bad one), it
+    is `retention.Ledger`'s."""
     import orbax.checkpoint as ocp
 
-    del keep
     _quiet()
     handlers = {name: ocp.StandardCheckpointHandler() for name in STATE_ITEMS + ("train",)}
     handlers["meta"] = ocp.JsonCheckpointHandler()
@@ -192,14 +212,40 @@ def read_meta(manager, step: int) -> dict:
     return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
+_DAMAGE = re.compile(r"\b(NOT_FOUND|DATA_LOSS|OUT_OF_RANGE)\b|not found|manifest|No such file")
+
+
+def is_damage(err: BaseException) -> bool:
+    """A clear sign of lost or half-written files (missing, truncated, not JSON); anything
+    else (a permission, a bug, a mismatch) is not taken for damage."""
+    seen, depth = err, 0
+    while seen is not None and depth < 8:
+        if isinstance(seen, (FileNotFoundError, json.JSONDecodeError, EOFError)) or _DAMAGE.search(str(seen)):
+            return True
+        seen, depth = seen.__cause__ or seen.__context__, depth + 1
+    return False
+
+
+def unreadable(err: BaseException, what: str) -> UserError:
+    """What a read error that is not damage becomes: one line; nothing is renamed."""
+    return UserError(f"cannot read {what}: {reason(err)}")
+
+
 def read_metas(manager) -> dict[int, dict | str]:
-    """Each checkpoint's meta, or (a damaged one) the reason it cannot be read."""
+    """Each checkpoint's meta, or (a damaged one) the reason it cannot be read; a good one
+    that a divergence found unconfirmed is returned marked not good (`retention.demoted`)."""
+    from rlp_jax.train import retention
+
     metas: dict[int, dict | str] = {}
     for step in manager.all_steps():
         try:
             metas[step] = read_meta(manager, step)
         except Exception as err:
+            if not is_damage(err):
+                raise unreadable(err, f"checkpoint {step} in {manager.directory}") from None
             metas[step] = reason(err)
+    for step, bad in retention.demoted(metas).items():
+        metas[step] = dict(metas[step], good=False, bad_reason=f"unconfirmed before the divergence checkpoint {bad} records")
     return metas
 
 
@@ -212,8 +258,8 @@ def newest_restorable(manager, metas: dict[int, dict | str], attempt, step: int 
     """`(step, attempt(step, meta), passed)`: the newest good checkpoint that `attempt` restores.
 
     `passed` lists `(step, why)` for newer ones passed over (not good, or damaged: `attempt`
-    raised anything but a `UserError`, which is the user's to fix and ends the search); the
-    caller tells the user in one line. With `step`, only that checkpoint.
+    raised an error `is_damage` recognizes; any other error is the user's to fix and ends
+    the search in one line, renaming nothing); the caller tells the user in one line. With `step`, only that checkpoint.
     """
     directory = manager.directory
     if step is not None:
@@ -238,6 +284,8 @@ def newest_restorable(manager, metas: dict[int, dict | str], attempt, step: int 
             except UserError:
                 raise
             except Exception as err:
+                if not is_damage(err):
+                    raise unreadable(err, f"checkpoint {s} in {directory}") from None
                 passed.append((s, f"is damaged ({reason(err)})"))
     raise UserError(f"no restorable good checkpoint in {directory}: {describe(passed)}")
 
@@ -284,13 +332,10 @@ def locate(path: str) -> tuple[str, int | None]:
     return path, None
 
 
-def checkpoint_dir(path: str) -> str:
-    """A run directory's `checkpoints/`, or `path` itself if it already is one."""
-    return locate(path)[0]
-
-
-def _warn(text: str) -> None:
-    print(f"rlp-jax: warning: {text}", file=sys.stderr, flush=True)
+def warn(text: str) -> None:
+    """A one-line warning on stderr (process 0 only), as the training loop and `load` give them."""
+    if jax.process_index() == 0:
+        print(f"rlp-jax: warning: {text}", file=sys.stderr, flush=True)
 
 
 def load(path: str, which: str = "params", mesh=None, rules=None, step: int | None = None):
@@ -338,7 +383,7 @@ def load(path: str, which: str = "params", mesh=None, rules=None, step: int | No
     finally:
         manager.close()
     if passed:
-        _warn(f"{describe(passed)}; using checkpoint {s}")
+        warn(f"{describe(passed)}; using checkpoint {s}")
     return s, metas[s], cfg, params
 
 

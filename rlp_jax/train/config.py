@@ -44,7 +44,7 @@ class RunConfig:
     seed: int = 0
     objective: str = "rlp"  # rlp | rpt (prefix-match reward) | ntp (next-token baseline)
     checkpoint_every: int = 25
-    keep: int = 3  # checkpoints kept (the newest)
+    keep: int = 3  # checkpoints kept: the newest good ones (and the newest confirmed one; see train/retention.py)
     checkpoint_dir: str = ""  # default RUN_DIR/checkpoints; may be gs://... (Orbax paths)
     async_checkpoint: bool = True
     eval_every: int = 50  # held-out information gain / NLL; 0 disables

@@ -2,8 +2,9 @@
 
     join the multi-host job → mesh → resolve config (data, tokenizer, model) → lock the
     run directory, check the config against the run it holds, write `config.yaml` →
-    compiled step + eval → resume from the latest checkpoint, else initialize → for each
-    step: global batch, step, non-finite policy, eval, log, checkpoint, preemption check.
+    compiled step + eval → resume from the newest good checkpoint that restores, else
+    initialize → for each step: global batch, step, bad-step policy, eval, log,
+    checkpoint, preemption check.
 
 Resume is exact: the state carries the rng, the checkpoint carries the Grain iterator
 state, and the compiled program is the same, so a resumed run reproduces an
@@ -13,10 +14,10 @@ returns normally (exit code 0).
 Metrics are fetched one step late, as MaxText buffers them: step N's metrics stay on the
 device until step N+1 has been dispatched, so the host never waits for a step that it
 could already be queueing behind. Step N's metrics are fetched at once only where a
-decision at step N needs them: before its eval, and before its checkpoint (its non-finite
-flag decides whether it may be saved, and its skip count is saved with it). So
-`run.nonfinite=stop` still never saves a non-finite step; at most one step past it has
-been dispatched, and is dropped. `metrics.jsonl` and TensorBoard get the same records in
+decision at step N needs them: before its eval, and before its checkpoint (its bad-step
+flag, non-finite or diverged, decides whether it may be saved, and its skip count is saved
+with it). So `run.nonfinite=stop` still never saves a bad step; at most one step past it
+has been dispatched, and is dropped. `metrics.jsonl` and TensorBoard get the same records in
 the same order as with a fetch after every step; the last step is flushed at the end.
 """
 
@@ -47,15 +48,9 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
-def _warn(text: str) -> None:
-    import jax
-
-    if jax.process_index() == 0:
-        print(f"rlp-jax: warning: {text}", file=sys.stderr, flush=True)
-
-
-def _check_same_model(saved: dict, cfg) -> None:
-    """The checkpoint's saved config against `cfg`: what a resume may not change (`resume`)."""
+def _check_resumable(saved: dict, cfg) -> None:
+    """The checkpoint's saved config against `cfg`: what a resume may not change (model,
+    data, objective, seed, and switches that change the saved state: `resume.check`)."""
     resume.check(saved.get("config", {}), cfg, cfg.run.checkpoint_dir or cfg.run.run_dir)
 
 
@@ -200,22 +195,44 @@ def _open(cfg: config_lib.TrainConfig, mesh, programs: _Programs) -> _Session:
     run = cfg.run
     iterator = train_data.make_train_iterator(cfg, cfg.model.vocab_size, jax.process_index(), jax.process_count())
     ckpt_dir = run.checkpoint_dir or os.path.join(run.run_dir, "checkpoints")
-    manager = checkpoint.make_manager(ckpt_dir, run.checkpoint_every, run.keep, run.async_checkpoint)
+    try:
+        manager = checkpoint.make_manager(ckpt_dir, run.checkpoint_every, run.async_checkpoint)
+    except BaseException:
+        _close_iterator(iterator)
+        raise
     session = _Session(cfg, mesh, programs, iterator, manager, ckpt_dir,
                        meta={"config": cfg.to_dict(), "skipped": 0})
-    _restore_or_init(session)
-    session.logger = metrics_lib.MetricsLogger(run.run_dir, jax.process_index() == 0, session.start, run.steps,
-                                               run.progress)
+    try:
+        _restore_or_init(session)  # closes the manager itself if it fails
+    except BaseException:
+        _close_iterator(iterator)
+        raise
+    try:
+        session.logger = metrics_lib.MetricsLogger(run.run_dir, jax.process_index() == 0, session.start, run.steps,
+                                                   run.progress)
+    except BaseException:
+        try:
+            session.ledger.close()
+        finally:
+            _close_iterator(iterator)
+        raise
     session.preemption = Preemption()
     return session
+
+
+def _close_iterator(iterator) -> None:
+    if hasattr(iterator, "close"):
+        iterator.close()
 
 
 def _restore_or_init(session: _Session) -> None:
     """Resume from the newest good checkpoint that restores (same model only), else initialize.
 
-    Newer checkpoints passed over (damaged, or marked not good after a divergence) are set
-    aside under another name, with a one-line warning, so the resumed run can write their
-    steps again; resuming from a collapsed state would be pointless.
+    Newer checkpoints passed over (damaged, or marked not good after a divergence, or saved
+    unconfirmed before one: `retention`) are set aside under another name, with a one-line
+    warning, so the resumed run can write their steps again; resuming from a collapsed
+    state would be pointless. An older unreadable checkpoint is left alone: the ledger
+    never counts (nor deletes) it.
     """
     import jax
 
@@ -225,7 +242,7 @@ def _restore_or_init(session: _Session) -> None:
     cfg, programs, manager = session.cfg, session.programs, session.manager
 
     def attempt(step, meta):
-        _check_same_model(meta, cfg)
+        _check_resumable(meta, cfg)
         return checkpoint.restore_state(manager, programs.state_like, programs.shardings, session.iterator, step)
 
     try:
@@ -234,7 +251,7 @@ def _restore_or_init(session: _Session) -> None:
             session.start, session.state, passed = checkpoint.newest_restorable(manager, metas, attempt)
             if passed:
                 moved = checkpoint.set_aside(manager, passed)
-                _warn(f"{checkpoint.describe(passed)}; moved to {', '.join(moved)}; "
+                checkpoint.warn(f"{checkpoint.describe(passed)}; moved to {', '.join(moved)}; "
                       f"resuming from checkpoint {session.start}")
             saved = metas[session.start]
             session.meta.update(skipped=int(saved.get("skipped", 0)), best_eval_nll=saved.get("best_eval_nll"))
@@ -247,8 +264,10 @@ def _restore_or_init(session: _Session) -> None:
         manager.close()  # Orbax's threads would otherwise outlive the error and report it again
         raise
     session.meta["good"] = True
-    kept = {s: checkpoint.is_good(m) for s, m in metas.items() if s <= session.start}
-    session.ledger = retention.Ledger(manager, kept, cfg.run.keep)
+    readable = {s: m for s, m in metas.items() if s <= session.start and isinstance(m, dict)}
+    confirmed = max((m["confirmed"] for m in readable.values() if m.get("confirmed") is not None), default=None)
+    session.ledger = retention.Ledger(manager, {s: checkpoint.is_good(m) for s, m in readable.items()},
+                                      cfg.run.keep, confirmed)
     session.done = session.start
 
 
@@ -258,8 +277,7 @@ def _close(session: _Session) -> None:
     finally:
         session.logger.close()
         session.preemption.restore()
-        if hasattr(session.iterator, "close"):
-            session.iterator.close()
+        _close_iterator(session.iterator)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -326,13 +344,18 @@ def _check_heldout(session: _Session, step: int) -> None:
     `run.nonfinite=stop`; otherwise the checkpoints saved meanwhile are marked not good."""
     from rlp_jax.train import retention
 
-    run, was_good = session.cfg.run, session.meta.get("good", True)
-    why = retention.judge_heldout(session.meta, session.last_eval.get("nll"), step, run.max_eval_rise)
+    run, was_good, nll = session.cfg.run, session.meta.get("good", True), session.last_eval.get("nll")
+    why = retention.judge_heldout(session.meta, nll, step, run.max_eval_rise)
+    demoted = session.ledger.judged(step, why is None) if run.max_eval_rise and nll is not None else []
+    unconfirmed = (f"; checkpoints {', '.join(map(str, demoted))}, saved since the last held-out eval that "
+                   "passed, are marked not good too" if demoted else "")
     if why and run.nonfinite == "stop":
-        raise UserError(f"{why} (run.nonfinite=stop); stopped; {_last_good(session)}")
+        moved = session.ledger.set_aside(demoted, f"is marked not good (unconfirmed before {why})")
+        unconfirmed = f"; set aside {', '.join(moved)} (unconfirmed before it)" if moved else ""
+        raise UserError(f"{why} (run.nonfinite=stop); stopped{unconfirmed}; {_last_good(session)}")
     if why and was_good:
         session.logger.message(f"rlp-jax: warning: {why}; checkpoints from here on are marked not good until "
-                               f"it recovers; {_last_good(session)}")
+                               f"it recovers{unconfirmed}; {_last_good(session)}")
 
 
 def _log(session: _Session, step: int, metrics: dict) -> None:

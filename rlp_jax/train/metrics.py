@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from rlp_jax.errors import UserError, jsonl_records
+from rlp_jax.errors import UserError, jsonl_records, writing
 from rlp_jax.progress import enabled as progress_enabled
 
 METRICS_FILE = "metrics.jsonl"
@@ -55,8 +55,15 @@ def truncate_after(path: str, step: int) -> None:
             raise UserError(f"{path}:{number}: not a metrics record (a JSON object); fix or remove that line to resume")
         if record.get("step", 0) <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
-    with open(path, "w") as f:
-        f.writelines(kept)
+    temporary = path + ".tmp"  # a failure mid-write leaves the old file whole
+    try:
+        with open(temporary, "w") as f:
+            f.writelines(kept)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 class MetricsLogger:
@@ -68,14 +75,14 @@ class MetricsLogger:
         self._path = os.path.join(run_dir, METRICS_FILE)
         if not enabled:
             return
-        with _write_errors(self._path):
+        with writing(self._path):
             os.makedirs(run_dir, exist_ok=True)
             truncate_after(self._path, start_step)
             self._file = open(self._path, "a")
         try:
             from tensorboardX import SummaryWriter
 
-            with _write_errors(os.path.join(run_dir, TB_DIR)):
+            with writing(os.path.join(run_dir, TB_DIR)):
                 self._tb = SummaryWriter(os.path.join(run_dir, TB_DIR), purge_step=start_step + 1)
         except ImportError:
             print("rlp-jax: tensorboardX is not installed; TensorBoard events are not written", file=sys.stderr)
@@ -89,11 +96,11 @@ class MetricsLogger:
         if not self.enabled:
             return
         record = {"step": step, **{f"{prefix}/{k}": _number(v) for k, v in metrics.items()}}
-        with _write_errors(self._path):
+        with writing(self._path):
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
         if self._tb is not None:
-            with _write_errors(os.path.join(os.path.dirname(self._path), TB_DIR)):
+            with writing(os.path.join(os.path.dirname(self._path), TB_DIR)):
                 for key, value in record.items():
                     if key != "step" and isinstance(value, float):
                         self._tb.add_scalar(key, value, step)
@@ -122,17 +129,8 @@ class MetricsLogger:
             except OSError as err:
                 failed = failed or err
         if failed is not None:
-            with _write_errors(self._path):
+            with writing(self._path):
                 raise failed
-
-
-@contextlib.contextmanager
-def _write_errors(path: str):
-    """An OSError while writing metrics (full disk, read-only mount) as one line."""
-    try:
-        yield
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def read_metrics(run_dir: str) -> list[dict]:

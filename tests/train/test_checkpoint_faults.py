@@ -90,6 +90,7 @@ def test_damaged_newest_checkpoint_export_falls_back(run_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     _one_line(out.stderr, "warning: checkpoint 6 is damaged (NOT_FOUND", "using checkpoint 4")
     assert (tmp_path / "hf" / "config.json").is_file()
+    assert _steps(run_dir) == ["2", "4", "6"]  # a reader renames nothing
 
 
 def test_eval_inputs_take_the_step_a_path_names(run_dir, capsys):
@@ -97,8 +98,8 @@ def test_eval_inputs_take_the_step_a_path_names(run_dir, capsys):
 
     step, _, _, params = checkpoint.load(str(run_dir / "checkpoints" / "4"))
     assert step == 4 and capsys.readouterr().err == ""
-    cfg, via_eval, _, _ = load_params(str(run_dir / "checkpoints" / "4"))
-    assert cfg.d_model == 32 and run_config(str(run_dir / "checkpoints" / "4")).run.steps == 6
+    cfg, via_eval, _, _, picked = load_params(str(run_dir / "checkpoints" / "4"), with_step=True)
+    assert picked == 4 and cfg.d_model == 32 and run_config(str(run_dir / "checkpoints" / "4")).run.steps == 6
     for a, b in zip(*map(lambda t: __import__("jax").tree.leaves(t), (params, via_eval))):
         assert (a == b).all()
     with pytest.raises(Exception, match="no checkpoint step 5"):

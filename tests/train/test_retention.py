@@ -213,3 +213,204 @@ def test_resume_takes_the_newest_good_checkpoint_that_restores():
         checkpoint.newest_restorable(_FakeManager(), {6: "gone", 8: {"good": False}}, attempt)
     with pytest.raises(UserError, match=r"checkpoint 6 in .* is damaged: gone"):
         checkpoint.newest_restorable(_FakeManager(), {6: "gone"}, attempt, step=6)
+
+
+# ----------------------------------------------------------------------------- held-out confirmation
+
+
+def test_the_newest_confirmed_checkpoint_outlives_keep():
+    # keep=2, a checkpoint every 2 steps, an eval every 10: 10 was confirmed, 12-16 only assumed good
+    assert retention.to_delete({10: True, 12: True, 14: True, 16: True}, 2, confirmed=10) == [12]
+    assert retention.to_delete({10: True, 12: True, 14: True, 16: True}, 2) == [10, 12]
+    assert retention.to_delete({10: True, 12: False}, 1, confirmed=10) == []
+
+
+def test_a_failed_eval_demotes_the_unconfirmed_and_the_confirmed_one_is_the_last_good(monkeypatch):
+    saved = {}
+    monkeypatch.setattr(checkpoint, "save", lambda manager, step, state, it, meta, **k: saved.update({step: meta}))
+    manager = _FakeManager()
+    ledger = retention.Ledger(manager, {}, keep=2)
+    assert ledger.judged(10, True) == []
+    ledger.save(10, None, None, {"good": True})  # the eval at its own step passed: confirmed at once
+    for step in (12, 14, 16):
+        ledger.save(step, None, None, {"good": True})
+    ledger.save(18, None, None, {"good": True})
+    assert ledger.confirmed == 10 and saved[18]["confirmed"] == 10
+    assert manager.deleted == [12]  # keep=2 rotates (18 is still being written), but never 10
+    assert ledger.judged(20, False) == [14, 16, 18]  # saved since the eval that passed, before the one that failed
+    assert ledger.last_good() == 10
+    ledger.save(20, None, None, {"good": False})
+    ledger.close()  # not-good ones after the last good: the newest 2 stay, to look at
+    assert manager.deleted == [12, 14, 16] and saved[20] == {"good": False, "confirmed": 10}
+    # after a restart, a reader demotes the same checkpoints from the metas alone
+    assert retention.demoted({s: saved[s] for s in (10, 18, 20)}) == {18: 20}
+
+
+def test_a_passing_eval_confirms_what_waited_for_it(monkeypatch):
+    monkeypatch.setattr(checkpoint, "save", lambda manager, step, *a, **k: None)
+    ledger = retention.Ledger(_FakeManager(), {4: True, 6: True}, keep=3, confirmed=4)
+    ledger.save(8, None, None, {"good": True})
+    assert ledger.judged(9, True) == [] and ledger.confirmed == 8
+
+
+def test_demoted_needs_the_confirmed_record():
+    assert retention.demoted({2: {"good": True}, 4: {"good": False}}) == {}  # a run from before `confirmed`
+    assert retention.demoted({2: {"good": True}, 4: {"good": False, "confirmed": None}, 6: "DATA_LOSS"}) == {2: 4}
+    assert retention.demoted({2: {"good": True, "confirmed": 2}, 4: {"good": False, "confirmed": 2}}) == {}
+
+
+# ----------------------------------------------------------------------------- unreadable checkpoints
+
+
+class _Listed(_FakeManager):
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+
+    def all_steps(self):
+        return self.steps
+
+
+def test_only_clear_damage_counts_as_damage(monkeypatch):
+    errors = {2: KeyError('Item "meta" was not found in the checkpoint.'), 4: json.JSONDecodeError("x", "{", 1)}
+
+    def read_meta(manager, step):
+        if step in errors:
+            raise errors[step]
+        return {"good": step != 10, "confirmed": 6} if step >= 8 else {"good": True}
+
+    monkeypatch.setattr(checkpoint, "read_meta", read_meta)
+    metas = checkpoint.read_metas(_Listed([2, 4, 6, 8, 10]))
+    assert isinstance(metas[2], str) and isinstance(metas[4], str) and metas[6] == {"good": True}
+    assert metas[8]["good"] is False and "checkpoint 10" in metas[8]["bad_reason"]  # unconfirmed, then diverged
+    errors[6] = PermissionError(13, "Permission denied")
+    with pytest.raises(UserError, match=r"^cannot read checkpoint 6 in .*: .*Permission denied"):
+        checkpoint.read_metas(_Listed([2, 4, 6]))
+
+    def attempt(step, meta):
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(UserError, match="cannot read checkpoint 6"):  # not damage: nothing is passed over
+        checkpoint.newest_restorable(_FakeManager(), {6: {"good": True}, 4: {"good": True}}, attempt)
+
+
+def test_an_older_unreadable_checkpoint_is_never_deleted(monkeypatch):
+    from types import SimpleNamespace
+
+    from rlp_jax.train import loop
+
+    metas = {2: "DATA_LOSS: truncated", 4: {"good": True, "confirmed": 4}, 6: {"good": True, "confirmed": 4}}
+    monkeypatch.setattr(checkpoint, "read_metas", lambda manager: metas)
+    monkeypatch.setattr(checkpoint, "restore_state", lambda manager, *a: "state")
+    monkeypatch.setattr(loop, "_check_resumable", lambda meta, cfg: None)
+    manager = _FakeManager()
+    session = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(keep=1)), manager=manager, iterator=None,
+                              programs=SimpleNamespace(state_like=None, shardings=None), meta={},
+                              checkpoint_dir=manager.directory)
+    loop._restore_or_init(session)
+    assert (session.start, session.state) == (6, "state")
+    assert session.ledger.good == {4: True, 6: True} and session.ledger.confirmed == 4
+    session.ledger.close()
+    assert manager.deleted == []  # 2 is not the ledger's; 4 is the newest confirmed one
+
+
+def test_open_closes_what_it_opened_when_the_logger_fails(monkeypatch):
+    from types import SimpleNamespace
+
+    from rlp_jax.train import loop
+    from rlp_jax.train import metrics as metrics_lib
+
+    closed = []
+    iterator = SimpleNamespace(close=lambda: closed.append("iterator"))
+    monkeypatch.setattr(loop.train_data, "make_train_iterator", lambda *a: iterator)
+    monkeypatch.setattr(checkpoint, "make_manager", lambda *a: _FakeManager())
+
+    def restore_or_init(session):
+        session.start, session.ledger = 0, SimpleNamespace(close=lambda: closed.append("ledger"))
+
+    def refuse(*a):
+        raise UserError("cannot write metrics.jsonl")
+
+    monkeypatch.setattr(loop, "_restore_or_init", restore_or_init)
+    monkeypatch.setattr(metrics_lib, "MetricsLogger", refuse)
+    run = SimpleNamespace(checkpoint_dir="/x", run_dir="/r", checkpoint_every=2, async_checkpoint=False, steps=4,
+                          progress=False)
+    cfg = SimpleNamespace(run=run, model=SimpleNamespace(vocab_size=8), to_dict=dict)
+    with pytest.raises(UserError, match="metrics.jsonl"):
+        loop._open(cfg, None, None)
+    assert closed == ["ledger", "iterator"]
+
+
+def test_metrics_repair_replaces_the_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n')
+
+    def full(*a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        truncate_after(str(path), 1)
+    assert _lines(path) == [1, 2] and os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_orbax_errors_stay_visible_but_not_a_failed_save_the_caller_reports():
+    import logging
+
+    keep = checkpoint._OrbaxLogFilter().filter
+    orbax = os.path.join("", "site-packages", "orbax", "checkpoint", "x.py")
+
+    def record(level, path, msg="m"):
+        return logging.LogRecord("absl", level, path, 1, msg, None, None)
+
+    assert keep(record(logging.ERROR, orbax)) and keep(record(logging.WARNING, "/elsewhere/y.py"))
+    assert not keep(record(logging.WARNING, orbax)) and not keep(record(logging.INFO, orbax))
+    for failed in ("[process=0] Failed to run 3 Handler Commit operations or the Commit callback in background "
+                   "save thread, directory: /d", "[step=8][wait_until_finished] Save Finalize thread (f) failed."):
+        assert not keep(record(logging.ERROR, orbax, failed))  # a save's own failure: the caller reports it
+
+
+def test_unread_orbax_write_futures_are_not_logged_at_exit():
+    import logging
+    import sys as sys_lib
+
+    code = compile("def write():\n    raise ValueError('OUT_OF_RANGE: Error writing')\n",
+                   os.path.join(os.sep, "site-packages", "orbax", "checkpoint", "serialization.py"), "exec")
+    scope = {}
+    exec(code, scope)
+    try:
+        scope["write"]()
+    except ValueError:
+        exc_info = sys_lib.exc_info()
+    keep = checkpoint._OrbaxAsyncioFilter().filter
+    assert not keep(logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1,
+                                      "Future exception was never retrieved", None, exc_info))
+    assert keep(logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, "Future exception was never "
+                                  "retrieved", None, (ValueError, ValueError(), None)))
+
+
+@pytest.mark.parametrize("policy", ["skip", "stop"])
+def test_a_divergence_names_the_confirmed_checkpoint(policy, monkeypatch):
+    from types import SimpleNamespace
+
+    from rlp_jax.train import loop
+
+    moved = []
+    monkeypatch.setattr(checkpoint, "save", lambda manager, step, *a, **k: None)
+    monkeypatch.setattr(checkpoint, "set_aside", lambda manager, passed: moved.extend(
+        f"{manager.directory}/{s}.diverged" for s, _ in passed) or moved)
+    ledger = retention.Ledger(_FakeManager(), {10: True, 12: True, 14: True}, keep=2, confirmed=10)
+    messages = []
+    session = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(max_eval_rise=1.0, nonfinite=policy)),
+                              meta={"good": True, "best_eval_nll": 2.0}, last_eval={"nll": 9.0}, ledger=ledger,
+                              logger=SimpleNamespace(message=messages.append))
+    if policy == "stop":
+        with pytest.raises(UserError) as err:
+            loop._check_heldout(session, 15)
+        text = str(err.value)
+        assert "set aside /runs/r/checkpoints/12.diverged, /runs/r/checkpoints/14.diverged" in text
+    else:
+        loop._check_heldout(session, 15)
+        (text,) = messages
+        assert "checkpoints 12, 14, saved since the last held-out eval that passed, are marked not good" in text
+    assert text.endswith("the last good checkpoint is step 10")
