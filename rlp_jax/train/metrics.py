@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from rlp_jax.errors import UserError, jsonl_records, writing
+from rlp_jax.progress import bar as progress_bar
 from rlp_jax.progress import enabled as progress_enabled
 
 METRICS_FILE = "metrics.jsonl"
@@ -87,10 +88,7 @@ class MetricsLogger:
         except ImportError:
             print("rlp-jax: tensorboardX is not installed; TensorBoard events are not written", file=sys.stderr)
         if progress and progress_enabled():  # a terminal, no --quiet
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
-                             dynamic_ncols=True, file=sys.stderr)
+            self._bar = progress_bar(desc="train", total=total_steps, initial=start_step, unit="step")
 
     def log(self, step: int, metrics: dict, prefix: str = "train") -> None:
         if not self.enabled:
