@@ -55,10 +55,22 @@ def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, k
 
     Groups not `active [B, K]` start finished: they sample nothing (length 0) and never keep
     the decode loop running (RPT's filtered or unfilled slots)."""
+    return decode_thoughts(params, cfg, rcfg, window, t, key, prefill_window(params, cfg, window), active)
+
+
+def prefill_window(params, cfg: ModelConfig, window):
+    """The one prefill of the windows `[B, T]` that every branch reads through its mask."""
+    batch, window_len = window.shape
+    _, window_cache = model_lib.prefill(params, cfg, window, model_lib.init_cache(cfg, batch, window_len))
+    return window_cache
+
+
+def decode_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key, window_cache,
+                    active=None) -> Rollout:
+    """The rollout after the prefill: open marker, thought loop, close marker and S_pred
+    (its own function so that the decode alone can be timed)."""
     batch, window_len = window.shape
     t_branch = br.branch_starts(t, rcfg.group_size)
-    window_cache = model_lib.init_cache(cfg, batch, window_len)
-    _, window_cache = model_lib.prefill(params, cfg, window, window_cache)
 
     def prefix_fn(queries):
         return model_lib.prefix_from_cache(window_cache, br.window_mask(t_branch, window_len, queries))

@@ -69,12 +69,17 @@ class _OrbaxLogFilter(logging.Filter):
 class _OrbaxAsyncioFilter(logging.Filter):
     """A failed save leaves Orbax's write futures with their exception unread; asyncio logs
     each one ("exception was never retrieved", a traceback) when it is collected, often at
-    exit, after the caller reported the error in one line."""
+    exit, after the caller reported the error in one line. A future is Orbax's when its
+    traceback runs through Orbax or its error names a temporary checkpoint directory (a
+    TensorStore write future carries no Python frames)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        tb = record.exc_info[2] if record.exc_info else None
-        return not ("exception was never retrieved" in str(record.msg) and tb is not None and any(
-            f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(tb)))
+        if "exception was never retrieved" not in str(record.msg) or not record.exc_info:
+            return True
+        _, exc, tb = record.exc_info
+        through_orbax = tb is not None and any(
+            f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(tb))
+        return not (through_orbax or ".orbax-checkpoint-tmp" in str(exc))
 
 
 def _orbax_leftover(unraisable) -> bool:

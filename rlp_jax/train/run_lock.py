@@ -148,22 +148,28 @@ class RunLock:
             raise
 
     def _lost_to(self) -> dict | None:
-        """The holder that replaced this lock ({} when it is gone or unreadable), or None if
-        the lock is still ours or cannot be read right now (an I/O hiccup is not a loss)."""
-        try:
-            with open(self.path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return {}
-        except OSError:
-            return None
-        if _token(text) == self.token:
-            return None
-        try:
-            holder = json.loads(text)
-        except ValueError:
-            holder = {}
-        return holder if isinstance(holder, dict) else {}
+        """The holder that replaced this lock ({} when it is gone or stays unreadable), or None
+        if the lock is still ours or cannot be read right now (an I/O hiccup is not a loss).
+        A lock that does not parse is read again a moment later: the new holder may be
+        between creating its file and writing it."""
+        for attempt in range(3):
+            try:
+                with open(self.path) as f:
+                    text = f.read()
+            except FileNotFoundError:
+                return {}
+            except OSError:
+                return None
+            if _token(text) == self.token:
+                return None
+            try:
+                holder = json.loads(text)
+            except ValueError:
+                holder = None
+            if isinstance(holder, dict):
+                return holder
+            time.sleep(0.05 * (attempt + 1))
+        return {}
 
     def check(self) -> None:
         """A one-line UserError if the heartbeat (or a look now) finds another holder."""

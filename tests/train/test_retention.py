@@ -387,6 +387,10 @@ def test_unread_orbax_write_futures_are_not_logged_at_exit():
                                       "Future exception was never retrieved", None, exc_info))
     assert keep(logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, "Future exception was never "
                                   "retrieved", None, (ValueError, ValueError(), None)))
+    tensorstore = ValueError('OUT_OF_RANGE: Error writing "x/0.0.0" in OCDBT database at local file '
+                             '"/r/checkpoints/8.orbax-checkpoint-tmp/opt_state.orbax-checkpoint-tmp/": File too large')
+    assert not keep(logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, "Future exception was never "
+                                      "retrieved", None, (ValueError, tensorstore, None)))  # no Python frames
 
 
 @pytest.mark.parametrize("policy", ["skip", "stop"])
