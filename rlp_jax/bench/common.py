@@ -15,6 +15,7 @@ import jax
 
 from rlp_jax.errors import UserError
 from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.presets import architecture
 
 # Peak dense bf16 matmul throughput (FLOP/s, no sparsity) and HBM bandwidth (bytes/s) from the
 # vendors' public spec sheets:
@@ -61,14 +62,6 @@ def peak_for(device_kind: str) -> tuple[str, dict] | None:
 
 # ----------------------------------------------------------------------------- model presets
 
-TINY = ModelConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
-                   mlp_dim=128, max_seq_len=4096)
-# Qwen3-1.7B's shape (its config.json): 28 layers, d 2048, 16 query / 8 KV heads of 128, MLP 6144,
-# vocab 151936, tied embeddings, QK-norm, rope θ 1e6. Random weights, bf16.
-QWEN3_1_7B = ModelConfig(family="qwen3", vocab_size=151936, d_model=2048, n_layers=28, n_heads=16,
-                         n_kv_heads=8, head_dim=128, mlp_dim=6144, rope_theta=1e6, rms_eps=1e-6,
-                         tie_embeddings=True, qk_norm=True, max_seq_len=40960, dtype="bfloat16",
-                         param_dtype="bfloat16")
 MODELS = ("tiny", "smollm2-135m", "qwen3-1.7b-shape")
 
 
@@ -83,7 +76,7 @@ def load_preset(name: str, seed: int = 0):
         return load_model(fetch_model("smollm2-135m"))
     from rlp_jax.model import transformer as model
 
-    cfg = TINY if name == "tiny" else QWEN3_1_7B
+    cfg = architecture("tiny" if name == "tiny" else "qwen3-1.7b")
     if name == "qwen3-1.7b-shape" and jax.default_backend() == "cpu":
         warnings.warn("qwen3-1.7b-shape on CPU is very slow (bf16, 1.7B parameters): it is meant for "
                       "accelerators", stacklevel=2)

@@ -20,6 +20,7 @@ import yaml
 from rlp_jax.data.pipeline import DataConfig
 from rlp_jax.errors import UserError, one_line
 from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.presets import architecture
 from rlp_jax.model.sharding import MeshConfig
 from rlp_jax.objectives import OBJECTIVES
 from rlp_jax.objectives.config import RLPConfig, RPTConfig
@@ -131,6 +132,9 @@ class TrainConfig:
 
     model: ModelConfig = dataclasses.field(default_factory=_default_model)
     init_from: str = ""  # model directory (rlp-jax convert / fetch); its architecture wins
+    # A named shape (rlp_jax.model.presets): the model without init_from (a random init), and
+    # what `rlp-jax compile` reads when init_from's directory is not on this machine.
+    architecture: str = ""
     data: DataConfig = dataclasses.field(default_factory=_default_data)
     prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
     rollout: RolloutConfig = dataclasses.field(default_factory=_default_rollout)  # rlp and rpt sample so
@@ -141,12 +145,17 @@ class TrainConfig:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    # The model keys the user wrote (file or overrides), which win over the model directory's
+    # values even where they equal a default. Known only to `load_config`; never saved.
+    model_keys_set: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        tree = _plain(dataclasses.asdict(self))
+        tree.pop("model_keys_set")
+        return tree
 
 
 def _plain(value):
@@ -310,12 +319,18 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
     for parts, value in typed:
         _merge(tree, parts, value)
     tree = upgrade(tree)
+    if "model_keys_set" in tree:
+        raise UserError("unknown config key 'model_keys_set'")
     cfg = _section_from(TrainConfig(), tree, "")
-    if cfg.init_from:  # the model directory's architecture, with only the keys the user set
-        cfg = cfg.replace(model=_section_from(ModelConfig(), {k: v for k, v in tree.get("model", {}).items()
-                                                              if k in INIT_FROM_MODEL_KEYS}, "model"))
-    cfg = _auto_thought_len(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
-    check(cfg, _keys_set(tree, "model"), _keys_set(tree, "rollout"))
+    model_keys = _keys_set(tree, "model")
+    if cfg.init_from or cfg.architecture:
+        # The named shape, or (init_from) a placeholder the model directory replaces in
+        # `setup.resolve`; either way only the keys the user set are taken from `model:`.
+        base = architecture(cfg.architecture) if cfg.architecture else ModelConfig()
+        mine = {k: v for k, v in tree.get("model", {}).items() if k in INIT_FROM_MODEL_KEYS}
+        cfg = cfg.replace(model=_section_from(base, mine, "model"), model_keys_set=tuple(sorted(mine)))
+    cfg = _auto_thought_len(cfg, model_keys, _keys_set(tree, "rollout"))
+    check(cfg, model_keys, _keys_set(tree, "rollout"))
     return cfg
 
 
@@ -342,7 +357,7 @@ def _auto_thought_len(cfg: TrainConfig, set_model_keys: set[str], set_rollout_ke
     (init_from or model keys set) keeps neither unless the user sets them: an unset
     rollout.thought_len becomes the paper's 2048 where the model's positions allow (auto,
     resolved in `rlp_jax.train.setup`), and short thoughts are warned about."""
-    if not (cfg.init_from or set_model_keys):
+    if not (cfg.init_from or cfg.architecture or set_model_keys):
         return cfg
     rollout = cfg.rollout
     if "allow_short_thoughts" not in set_rollout_keys:
@@ -365,11 +380,12 @@ def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset(), set_rollout_
         if ignored:
             raise UserError(f"rollout.{ignored[0]} does not apply to run.objective=rpt (completions end at the "
                             f"tokenizer's EOS and positions are chosen by proxy entropy); remove it")
-    if cfg.init_from:
+    if cfg.init_from or cfg.architecture:
         clash = sorted(set_model_keys - set(INIT_FROM_MODEL_KEYS))
+        source = "init_from (the model directory" if cfg.init_from else "architecture (the named shape"
         if clash:
-            raise UserError(f"model.{clash[0]} cannot be set together with init_from (the model "
-                            f"directory defines the architecture; only {', '.join(INIT_FROM_MODEL_KEYS)} may change)")
+            raise UserError(f"model.{clash[0]} cannot be set together with {source} defines the architecture; "
+                            f"only {', '.join(INIT_FROM_MODEL_KEYS)} may change)")
     if not 0 <= cfg.ema_decay < 1:
         raise UserError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.run.objective in ("rlp", "rpt"):

@@ -13,9 +13,14 @@ import os
 import sys
 
 from rlp_jax.train import data as train_data
-from rlp_jax.train.config import INIT_FROM_MODEL_KEYS, TrainConfig, dump_yaml
+from rlp_jax.train.config import TrainConfig, dump_yaml
 from rlp_jax.errors import UserError
 from rlp_jax.model.config import ModelConfig
+from rlp_jax.model.presets import architecture
+
+# What makes two models the same shape (the weights' layout), as opposed to settings.
+SHAPE_KEYS = ("family", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "mlp_dim",
+              "tie_embeddings", "qk_norm")
 
 
 def expand(path: str) -> str:
@@ -31,9 +36,13 @@ def _model_from(cfg: TrainConfig) -> ModelConfig:
         raise UserError(f"init_from: model directory not found: {cfg.init_from} "
                         f"(create one with `rlp-jax fetch` or `rlp-jax convert`)")
     loaded = ModelConfig.load(cfg.init_from)
-    default = ModelConfig()
-    changes = {k: getattr(cfg.model, k) for k in INIT_FROM_MODEL_KEYS if getattr(cfg.model, k) != getattr(default, k)}
-    return loaded.replace(**changes)
+    if cfg.architecture:
+        named = architecture(cfg.architecture)
+        differ = [k for k in SHAPE_KEYS if getattr(loaded, k) != getattr(named, k)]
+        if differ:
+            raise UserError(f"init_from's model is not architecture {cfg.architecture}: {differ[0]} is "
+                            f"{getattr(loaded, differ[0])}, not {getattr(named, differ[0])}")
+    return loaded.replace(**{k: getattr(cfg.model, k) for k in cfg.model_keys_set})
 
 
 def resolve(cfg: TrainConfig):
