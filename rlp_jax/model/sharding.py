@@ -174,6 +174,58 @@ def sharded_jit(fn: Callable, mesh: Mesh, in_shardings=None, out_shardings=None,
     return call
 
 
+def active_mesh():
+    """The mesh a traced function runs under (`sharded_jit`'s), or None: the abstract mesh
+    of `jax.set_mesh`/`use_mesh`, else the one of a `with mesh:` block."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if not mesh.empty:
+        return mesh
+    from jax.interpreters import pxla
+
+    physical = pxla.thread_resources.env.physical_mesh
+    return None if physical.empty else physical
+
+
+def gathered_for_decode(params, model_cfg, rules=None):
+    """`params` with their `fsdp` shards gathered (other axes kept), for a decode loop.
+
+    Under FSDP a matmul gathers its weight where it runs; inside a `while_loop` that is
+    every layer's weights again for every sampled token. Constrained once before the loop,
+    the gathered copy is a loop invariant: one all-gather per rollout instead of one per
+    token. A no-op outside a mesh, or where the mesh has no fsdp axis.
+    """
+    from rlp_jax.model import transformer as model
+
+    mesh = active_mesh()
+    if mesh is None or dict(mesh.shape).get("fsdp", 1) == 1:
+        return params
+    rules = tuple(rules or nn.get_logical_axis_rules() or DEFAULT_RULES)
+    no_fsdp = tuple((name, _without(axes, "fsdp")) for name, axes in rules)
+
+    def constrain(spec, x):
+        return jax.lax.with_sharding_constraint(x, logical_to_mesh_spec(spec, x.shape, mesh, no_fsdp))
+
+    return jax.tree.map(constrain, model.logical_axes(model_cfg), params,
+                        is_leaf=lambda s: isinstance(s, PartitionSpec))
+
+
+def constrain(x, logical: tuple, rules=None):
+    """`x` constrained to the logical axes `logical` under the active mesh (dimensions that
+    do not divide stay replicated, as for parameters); a no-op outside a mesh."""
+    mesh = active_mesh()
+    if mesh is None:
+        return x
+    rules = tuple(rules or nn.get_logical_axis_rules() or DEFAULT_RULES)
+    return jax.lax.with_sharding_constraint(x, logical_to_mesh_spec(PartitionSpec(*logical), x.shape, mesh, rules))
+
+
+def _without(axes, dropped: str):
+    if axes is None or isinstance(axes, str):
+        return None if axes == dropped else axes
+    kept = tuple(a for a in axes if a != dropped)
+    return kept or None
+
+
 def describe_layout(shardings) -> dict[str, str]:
     """`{"params/layers/q/kernel": "PartitionSpec(...)"}` for logs and tests."""
     flat = jax.tree_util.tree_flatten_with_path(shardings)[0]

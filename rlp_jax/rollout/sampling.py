@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from flax import struct
 
+from rlp_jax.model import sharding
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
@@ -126,6 +127,21 @@ class DecodeState:
                    done=jnp.zeros((batch, branches), bool), lengths=jnp.zeros((batch, branches), jnp.int32),
                    key=key)
 
+    def pinned(self) -> "DecodeState":
+        """The carry laid out by batch (rows over the data-parallel devices, KV heads over
+        tensor): left to propagation, XLA may replicate the batch and split d_model instead,
+        which puts all-reduces of every layer's activations inside the loop."""
+        rows = ("act_batch",)
+        kv = (None, "act_batch", None, None, "kv_heads", None)
+        cache = self.cache.replace(k=sharding.constrain(self.cache.k, kv), v=sharding.constrain(self.cache.v, kv),
+                                   slot_pos=sharding.constrain(self.cache.slot_pos, rows))
+        return self.replace(logits=sharding.constrain(self.logits, rows), cache=cache,
+                            tokens=sharding.constrain(self.tokens, rows), logp=sharding.constrain(self.logp, rows),
+                            done=sharding.constrain(self.done, rows), lengths=sharding.constrain(self.lengths, rows))
+
+
+DECODE_SCOPE = "decode_loop"
+
 
 def decode_loop(params, cfg: ModelConfig, state: DecodeState, sampler: Sampler, start_pos,
                 prefix: model_lib.SharedPrefix | None = None) -> DecodeState:
@@ -137,6 +153,8 @@ def decode_loop(params, cfg: ModelConfig, state: DecodeState, sampler: Sampler, 
     it is never sampled and the log-probs are those of the renormalised distribution. The
     prefix (a window cache) is read through its per-branch mask.
     """
+    params = sharding.gathered_for_decode(params, cfg)  # once, not per token
+
     def body(s: DecodeState) -> DecodeState:
         key, sub = jax.random.split(s.key)
         logits = s.logits
@@ -152,12 +170,13 @@ def decode_loop(params, cfg: ModelConfig, state: DecodeState, sampler: Sampler, 
         return s.replace(step=s.step + 1, logits=logits[:, :, 0], cache=cache,
                          tokens=s.tokens.at[:, :, s.step].set(jnp.where(keep, token, 0)),
                          logp=s.logp.at[:, :, s.step].set(jnp.where(keep, token_logp, 0.0)),
-                         done=s.done | stop, lengths=s.lengths + keep.astype(jnp.int32), key=key)
+                         done=s.done | stop, lengths=s.lengths + keep.astype(jnp.int32), key=key).pinned()
 
     def cond(s: DecodeState):
         return (s.step < sampler.max_len) & ~jnp.all(s.done)
 
-    return jax.lax.while_loop(cond, body, state)
+    with jax.named_scope(DECODE_SCOPE):  # `rlp-jax compile` finds the loop's collectives by this name
+        return jax.lax.while_loop(cond, body, state.pinned())
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "temperature", "top_k", "top_p"))
