@@ -103,3 +103,85 @@ def causal_segment_mask(positions: jax.Array, segment_ids: jax.Array | None) -> 
     if segment_ids is not None:
         mask = mask & (segment_ids[..., :, None] == segment_ids[..., None, :])
     return mask
+
+
+def attend(q: jax.Array, blocks: Sequence[KeyBlock], impl: str = "einsum", block_size: int = 512) -> jax.Array:
+    """Attention by the configured implementation (`ModelConfig.attention`): the einsum path,
+    or `blockwise_attention` wherever queries or a key block are longer than one chunk."""
+    longest = max([q.shape[2]] + [block.k.shape[-3] for block in blocks])
+    if impl == "blockwise" and longest > block_size:
+        return blockwise_attention(q, blocks, block_size)
+    return multi_block_attention(q, blocks)
+
+
+def _chunks(x: jax.Array, axis: int, size: int, fill) -> jax.Array:
+    """`x` padded along `axis` to a multiple of `size` with `fill`, split there into a new
+    leading axis of chunks."""
+    length = x.shape[axis]
+    count = -(-length // size)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, count * size - length)
+    x = jnp.pad(x, pad, constant_values=fill)
+    x = x.reshape(x.shape[:axis] + (count, size) + x.shape[axis + 1:])
+    return jnp.moveaxis(x, axis, 0)
+
+
+def blockwise_attention(q: jax.Array, blocks: Sequence[KeyBlock], block_size: int) -> jax.Array:
+    """`multi_block_attention` without its `[B, R, Q, H, all keys]` scores.
+
+    Queries go `block_size` at a time; each chunk of queries reads every block's keys
+    `block_size` at a time with an online softmax (running max, sum and output), so the
+    shared prefix and a branch's own keys merge by log-sum-exp and nothing larger than
+    `[B, R, chunk, H, chunk]` scores exists. The chunk step is rematerialised, so the
+    backward pass keeps only the running statistics per chunk. Padding keys get exactly zero
+    weight; masked keys keep the einsum path's finite score, so a query that may see no key
+    averages all of them, as there.
+    """
+    batch, branches, queries, heads, head_dim = q.shape
+    kv_heads = blocks[0].k.shape[-2]
+    qg = q.reshape(batch, branches, queries, kv_heads, heads // kv_heads, head_dim)
+    qg = qg * jnp.asarray(1.0 / math.sqrt(head_dim), q.dtype)
+    q_chunks = _chunks(qg, 2, block_size, 0)  # [nq, B, R, c, KV, G, D]
+    mask_chunks = [_chunks(block.mask, 2, block_size, False) for block in blocks]  # [nq, B, R, c, K]
+
+    def one_query_chunk(inputs):
+        q_c, masks = inputs
+        stats = (jnp.full(q_c.shape[:-1], -jnp.inf, jnp.float32), jnp.zeros(q_c.shape[:-1], jnp.float32),
+                 jnp.zeros(q_c.shape, jnp.float32))
+        for block, mask in zip(blocks, masks):
+            stats = _scan_keys(q_c, block, mask, block_size, stats)
+        _, total, out = stats
+        return out / total[..., None]
+
+    out = jax.lax.map(one_query_chunk, (q_chunks, mask_chunks))  # [nq, B, R, c, KV, G, D]
+    out = jnp.moveaxis(out, 0, 2).reshape(batch, branches, -1, heads, head_dim)[:, :, :queries]
+    return out.astype(q.dtype)
+
+
+def _scan_keys(q_c, block: KeyBlock, mask, block_size: int, stats):
+    """Fold one key block into the running `(max, sum, output)` of a query chunk."""
+    key_axis = block.k.ndim - 3
+    k = _chunks(block.k, key_axis, block_size, 0)
+    v = _chunks(block.v, key_axis, block_size, 0)
+    real = _chunks(jnp.ones(block.k.shape[key_axis], bool), 0, block_size, False)  # [n, c]
+    visible = _chunks(mask, 3, block_size, False)  # [n, B, R, c_q, c_k]
+    score_pattern = "brqkgd,bpkd->brqkgp" if block.shared else "brqkgd,brpkd->brqkgp"
+    value_pattern = "brqkgp,bpkd->brqkgd" if block.shared else "brqkgp,brpkd->brqkgd"
+
+    @jax.checkpoint
+    def step(carry, chunk):
+        m, total, out = carry
+        k_c, v_c, real_c, visible_c = chunk
+        s = jnp.einsum(score_pattern, q_c, k_c, preferred_element_type=jnp.float32)
+        s = jnp.where(visible_c[:, :, :, None, None, :], s, _MASKED)
+        s = jnp.where(real_c, s, -jnp.inf)
+        m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+        p = jnp.exp(s - m_new[..., None])
+        scale = jnp.exp(m - m_new)
+        total = total * scale + jnp.sum(p, axis=-1)
+        out = out * scale[..., None] + jnp.einsum(value_pattern, p.astype(v_c.dtype), v_c,
+                                                  preferred_element_type=jnp.float32)
+        return (m_new, total, out), None
+
+    stats, _ = jax.lax.scan(step, stats, (k, v, real, visible))
+    return stats

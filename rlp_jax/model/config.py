@@ -26,6 +26,8 @@ def _hashable(value):
         return tuple(_hashable(v) for v in value)
     return value
 
+ATTENTIONS = ("einsum", "blockwise")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -53,6 +55,11 @@ class ModelConfig:
     # of a chunk are recomputed in the backward pass), so [tokens, vocab] never exists at
     # once; 0 = all tokens in one piece.
     head_chunk: int = 1024
+    # "einsum": every key block's scores at once (fastest for short sequences); "blockwise":
+    # an online softmax over `attention_block`-sized chunks of queries and keys, so the
+    # [B, R, Q, H, keys] scores of 2k-token branches over a 2k-token window never exist.
+    attention: str = "einsum"
+    attention_block: int = 512
 
     def __post_init__(self):
         self.validate()
@@ -76,6 +83,9 @@ class ModelConfig:
         need(self.head_dim % 2 == 0, f"head_dim must be even for RoPE, got {self.head_dim}")
         need(isinstance(self.head_chunk, int) and self.head_chunk >= 0,
              f"head_chunk must be an integer >= 0, got {self.head_chunk!r}")
+        need(self.attention in ATTENTIONS, f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        need(isinstance(self.attention_block, int) and self.attention_block >= 1,
+             f"attention_block must be a positive integer, got {self.attention_block!r}")
         need(self.remat in REMAT_POLICIES, f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         for name in ("dtype", "param_dtype"):
             need(getattr(self, name) in ("float32", "bfloat16", "float16"),

@@ -157,7 +157,7 @@ def sharded_jit(fn: Callable, mesh: Mesh, in_shardings=None, out_shardings=None,
                 donate_argnums=(), static_argnums=(), rules=DEFAULT_RULES) -> Callable:
     """`jax.jit` with explicit shardings, run under the mesh and logical axis rules.
 
-    The rules context makes `nn.with_logical_constraint` inside the model effective.
+    The rules context is what `constrain` inside the model maps logical axes with.
     """
     def wrapped(*args, **kwargs):
         with nn.logical_axis_rules(rules):
@@ -180,9 +180,13 @@ def active_mesh():
     mesh = jax.sharding.get_abstract_mesh()
     if not mesh.empty:
         return mesh
+    import warnings
+
     from jax.interpreters import pxla
 
-    physical = pxla.thread_resources.env.physical_mesh
+    with warnings.catch_warnings():  # deprecated with `with mesh:` itself, which sharded_jit still uses
+        warnings.simplefilter("ignore", DeprecationWarning)
+        physical = pxla.thread_resources.env.physical_mesh
     return None if physical.empty else physical
 
 

@@ -26,11 +26,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlp_jax.model.attention import KeyBlock, apply_rope, causal_segment_mask, multi_block_attention
+from rlp_jax.model.attention import KeyBlock, apply_rope, attend, causal_segment_mask
 from rlp_jax.model.attention import rope_inverse_frequencies
+from rlp_jax.model import sharding
 from rlp_jax.model.config import ModelConfig
 
 Params = Any
+# Activations `[B, R, S, d_model]` stay split by rows over the data-parallel devices. (flax's
+# `nn.with_logical_constraint` sees only a `jax.set_mesh` mesh, not `sharded_jit`'s.)
+ACTIVATIONS = ("act_batch", None, "act_length", "act_embed")
 _INIT = nn.initializers.normal(stddev=0.02)
 _REMAT_POLICIES = {
     "full": None,
@@ -144,14 +148,14 @@ class DecoderLayer(nn.Module):
                 blocks.append(KeyBlock(inputs.cache_k, inputs.cache_v, ctx.cache_mask))
             new_kv = (k, v)
         blocks.append(KeyBlock(k, v, ctx.own_mask))
-        attn = multi_block_attention(q, blocks)
+        attn = attend(q, blocks, cfg.attention, cfg.attention_block)
         x = x + _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", in_axes=(-2, -1))(attn)
 
         h = norm(name="mlp_norm")(x)
         gate = _dense(cfg.mlp_dim, ("embed", "mlp"), cfg, "gate")(h)
         up = _dense(cfg.mlp_dim, ("embed", "mlp"), cfg, "up")(h)
         x = x + _dense(cfg.d_model, ("mlp", "embed"), cfg, "down")(nn.silu(gate) * up)
-        x = nn.with_logical_constraint(x, ("act_batch", None, "act_length", "act_embed"))
+        x = sharding.constrain(x, ACTIVATIONS)
         return x, new_kv
 
 
@@ -171,7 +175,7 @@ class Transformer(nn.Module):
         dtype, pdtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         embed = _embedding(cfg)
         x = embed(tokens)
-        x = nn.with_logical_constraint(x, ("act_batch", None, "act_length", "act_embed"))
+        x = sharding.constrain(x, ACTIVATIONS)
         layer = DecoderLayer
         if cfg.remat != "none":
             layer = nn.remat(layer, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)

@@ -30,10 +30,11 @@ from rlp_jax.train.optimizer import OptimizerConfig
 NONFINITE = ("skip", "stop")
 INIT_MODES = ("auto", "always", "never")
 # Model fields a user may still change when the architecture comes from --init-from.
-INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len", "head_chunk")
+INIT_FROM_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "max_seq_len", "head_chunk", "attention",
+                        "attention_block")
 # Of those, what a config file's `model:` section keeps when init_from comes from the
 # command line (the rest of that section described the file's own model).
-COMPUTE_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "head_chunk")
+COMPUTE_MODEL_KEYS = ("dtype", "param_dtype", "remat", "scan_layers", "head_chunk", "attention", "attention_block")
 
 
 @dataclasses.dataclass(frozen=True)

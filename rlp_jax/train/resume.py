@@ -18,9 +18,9 @@ from rlp_jax.errors import UserError
 
 FIXED = ("model", "init_from", "data", "run.objective", "run.seed")
 # Within FIXED, what only changes how the same numbers are computed or read.
-FREE = ("model.dtype", "model.remat", "model.head_chunk", "data.read_threads", "data.prefetch",
-        "data.worker_count")
-RULE = ("a resume keeps model.* (but dtype, remat, head_chunk), init_from, data.* (but read_threads, prefetch, "
+FREE = ("model.dtype", "model.remat", "model.head_chunk", "model.attention", "model.attention_block",
+        "data.read_threads", "data.prefetch", "data.worker_count")
+RULE = ("a resume keeps model.* (but dtype, remat, head_chunk, attention), init_from, data.* (but read_threads, prefetch, "
         "worker_count), run.objective and run.seed; steps, cadence, learning rate, rollout and loss settings may "
         "change")
 
