@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rlp_jax import progress
     from rlp_jax.scale import compile as aot
-    from rlp_jax.scale import report, shapes
+    import jax
+
+    from rlp_jax.scale import estimate, hlo, report, shapes
     from rlp_jax.train.config import load_config
 
     cfg, tokenizer, source = shapes.concrete(load_config(args.config, args.overrides))
@@ -49,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rlp-jax: error: {aot.explain(err, target)}", file=sys.stderr)
         return 2
     bar.close()
-    figures = [report.program_figures(p, target.hbm_bytes) for p in programs]
+    weights = hlo.weight_shapes([leaf.shape for leaf in jax.tree.leaves(state.params)], mesh_tensor(state))
+    figures = [report.program_figures(p, target.hbm_bytes, weights) for p in programs]
     header = {"config": args.config, "topology": target.name, "devices": target.devices, "chip": target.chip,
               "hbm": target.hbm_bytes, "model_source": source, "params": cfg.model.param_count(),
               "state": {part: report.shard_bytes(getattr(state, part)) for part in ("params", "opt_state", "ema_params")},
               "settings": aot.settings(cfg)}
+    header["estimate_s"] = estimate.step_seconds(cfg, target.chip, target.devices, mesh_tensor(state))
     print(report.text(header, figures))
     if args.json:
         write_output(args.json, json.dumps({**header, "programs": figures}, indent=2))
@@ -61,3 +65,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rlp-jax: error: {report.shortfall(figures, target.name)}", file=sys.stderr)
         return 2
     return 0
+
+
+def mesh_tensor(state) -> int:
+    """The size of the tensor axis of the mesh the state is laid out on."""
+    import jax
+
+    return dict(jax.tree.leaves(state.params)[0].sharding.mesh.shape)["tensor"]

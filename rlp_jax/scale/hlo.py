@@ -81,9 +81,32 @@ def _kind(opcode: str) -> str | None:
     return None
 
 
-def decode_loop_collectives(instructions: list[Instruction]) -> dict[str, int]:
+def weight_shapes(param_shapes, tensor: int) -> set[tuple[int, ...]]:
+    """Every shape a parameter can have once gathered inside a program: whole, one layer of
+    a stacked (scanned) tensor, and either with any dimension still split `tensor` ways."""
+    out = set()
+    for shape in param_shapes:
+        for base in (tuple(shape), tuple(shape[1:])):
+            variants = {base}
+            for axis in range(len(base)):
+                variants |= {v[:axis] + (v[axis] // tensor,) + v[axis + 1:] for v in variants
+                             if tensor > 1 and v[axis] % tensor == 0}
+            out |= variants
+    return {s for s in out if len(s) >= 2}
+
+
+def _result_dims(shape: str) -> tuple[int, ...] | None:
+    arrays = _ARRAY.findall(shape)
+    if len(arrays) != 1:
+        return None
+    return tuple(int(d) for d in arrays[0][1].split(",") if d)
+
+
+def decode_loop_collectives(instructions: list[Instruction], weights: set = frozenset()) -> dict[str, int]:
     """`{"loops": n, kind: count, ...}`: collectives per kind inside the bodies of the n
-    decode loops (the outermost while of `decode_loop`, and all it calls)."""
+    decode loops (the outermost while of `decode_loop`, and all it calls). All-gathers whose
+    result has a parameter's shape (`weight_shapes`) are also counted as
+    "parameter all-gather": weights fetched again for every token."""
     loops = [ins for ins in instructions if ins.opcode == "while" and ins.op_name.endswith(f"{DECODE_SCOPE}/while")]
     bodies = [c for ins in loops for c in ins.calls]
     inside = _reachable(instructions, bodies)
@@ -92,6 +115,8 @@ def decode_loop_collectives(instructions: list[Instruction]) -> dict[str, int]:
         kind = _kind(ins.opcode)
         if kind and ins.computation in inside:
             counts[kind] = counts.get(kind, 0) + 1
+            if kind == "all-gather" and _result_dims(ins.shape) in weights:
+                counts["parameter all-gather"] = counts.get("parameter all-gather", 0) + 1
     return counts
 
 

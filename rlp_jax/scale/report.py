@@ -26,8 +26,9 @@ def shard_bytes(tree) -> int:
     return total
 
 
-def program_figures(program, hbm_bytes: int) -> dict:
-    """Memory, FLOPs, largest values and decode-loop collectives of one `compile.Compiled`."""
+def program_figures(program, hbm_bytes: int, weights: set = frozenset()) -> dict:
+    """Memory, FLOPs, largest values and decode-loop collectives of one `compile.Compiled`
+    (`weights`: `hlo.weight_shapes` of the model, to tell parameter all-gathers apart)."""
     memory = program.compiled.memory_analysis()
     peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
             + memory.temp_size_in_bytes + memory.generated_code_size_in_bytes)
@@ -40,7 +41,7 @@ def program_figures(program, hbm_bytes: int) -> dict:
             "code": memory.generated_code_size_in_bytes, "peak": peak, "hbm": hbm_bytes,
             "peak_fraction": peak / hbm_bytes, "flops": float(cost.get("flops", 0.0)),
             "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
-            "decode_loop_collectives": hlo.decode_loop_collectives(instructions),
+            "decode_loop_collectives": hlo.decode_loop_collectives(instructions, weights),
             "largest_values": hlo.largest_values(instructions)}
 
 
@@ -70,6 +71,7 @@ def text(header: dict, figures: list[dict]) -> str:
              f"{_gib(header['state']['opt_state'])}, EMA {_gib(header['state']['ema_params'])}"]
     for f in figures:
         collectives = {k: v for k, v in f["decode_loop_collectives"].items() if k != "loops"}
+        collectives.setdefault("parameter all-gather", 0)
         loops = f["decode_loop_collectives"].get("loops", 0)
         lines += ["", f"{f['program']}: compiled in {f['compile_s']:.0f} s",
                   f"  per chip: arguments {_gib(f['arguments'])}, temporaries {_gib(f['temporaries'])}, outputs "
@@ -81,6 +83,10 @@ def text(header: dict, figures: list[dict]) -> str:
                   "  largest values:"]
         lines += [f"    {_gib(v['bytes']):>12}  {v['shape']:<40} {v['op']:<12} {v['source']}"
                   for v in f["largest_values"]]
+    if header.get("estimate_s"):
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in header["estimate_s"].items())
+        lines += ["", f"step time ESTIMATE at spec-sheet peaks (a roofline from the FLOP/byte model, not a "
+                      f"measurement): {phases}"]
     verdict = "fits" if fits(figures) else "does NOT fit"
     worst = max(f["peak_fraction"] for f in figures)
     lines += ["", f"{verdict}: largest peak {worst * 100:.1f}% of HBM (at most {int((1 - HEADROOM) * 100)}% "

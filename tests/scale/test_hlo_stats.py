@@ -41,6 +41,9 @@ def test_collectives_inside_the_decode_loop_are_counted_and_outside_ones_are_not
     counts = hlo.decode_loop_collectives(hlo.parse(TEXT))
     # The layer scan's all-gather (nested), the async all-reduce, the loop condition's all-reduce.
     assert counts == {"loops": 1, "all-gather": 1, "all-reduce": 2}
+    weights = hlo.weight_shapes([(3, 8, 64), (5, 7)], tensor=2)  # a stacked weight: one layer is [8, 64]
+    assert (8, 64) in weights and (8, 32) in weights and (4, 64) in weights and (5, 7) in weights
+    assert hlo.decode_loop_collectives(hlo.parse(TEXT), weights)["parameter all-gather"] == 1
 
 
 def test_largest_values_skip_fusion_internals_and_loop_carries():
