@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, args.force, "--json")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # nothing runs here: the target's devices are abstract
     topology.quiet_libtpu(target)
+    topology.gpu_flags(target)
 
     from rlp_jax import progress
     from rlp_jax.scale import compile as aot

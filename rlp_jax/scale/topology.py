@@ -35,7 +35,7 @@ GENERATIONS = {
 GRIDS_3D = {1: "1x1x1", 2: "1x1x2", 4: "1x2x2", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4",
             128: "4x4x8", 256: "8x8x4", 512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
 GRIDS_2D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
-GPUS = {"h100": ("H100 80GB", 80 * 10 ** 9), "h200": ("H200 141GB", 141 * 10 ** 9)}
+GPUS = {"h100": "H100 SXM", "h200": "H200"}  # named as in the bench peak table
 KNOWN = "v4-N, v5p-N, v5e-N, v6e-N (N as Cloud TPU counts it), SxNAME for S slices, h100xN, h200xN"
 
 
@@ -50,7 +50,7 @@ class Target:
     slices: int
     hbm_bytes: int
     chip: str
-    accelerator: str = ""  # e.g. v5p-128, for libtpu's environment
+    accelerator: str = ""  # e.g. v5p-128 (libtpu's environment), or h100 (the GPU description)
 
     @property
     def devices(self) -> int:
@@ -66,9 +66,11 @@ def parse(name: str) -> Target:
         slices, text = int(multi.group(1)), multi.group(2)
     gpu = re.fullmatch(r"(h100|h200)x(\d+)", text)
     if gpu:
-        chip, memory = GPUS[gpu.group(1)]
+        from rlp_jax.scale.gpu import DEVICES
+
         count = int(gpu.group(2))
-        return Target(name, "cuda", f"1x1x{count}", count, 1, memory, chip)
+        return Target(name, "cuda", f"1x1x{count}", count, 1, DEVICES[gpu.group(1)]["memory"], GPUS[gpu.group(1)],
+                      gpu.group(1))
     tpu = re.fullmatch(r"(v4|v5p|v5e|v6e)-(\d+)", text)
     if not tpu or slices < 1:
         raise UserError(f"unknown topology {name!r} (known forms: {KNOWN})")
@@ -100,12 +102,11 @@ def quiet_libtpu(target: Target) -> None:
 
 
 def devices(target: Target):
-    """The abstract devices of `target` (needs libtpu; GPU hosts are parsed but not yet built)."""
+    """The abstract devices of `target` (needs libtpu, or jax's CUDA plugin for GPU hosts)."""
     from jax.experimental import topologies
 
     if target.platform == "cuda":
-        raise UserError(f"{target.name}: compiling for GPU hosts without a GPU is not supported yet "
-                        f"(TPU topologies are)")
+        return _gpu_devices(target, topologies)
     quiet_libtpu(target)
     try:
         kwargs = {"num_slices": target.slices} if target.slices > 1 else {}
@@ -114,4 +115,25 @@ def devices(target: Target):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot describe {target.name} ({first}); install the TPU compiler: "
                         f"pip install 'rlp-jax[tpu]' (the libtpu that matches your jax)") from None
+    return list(desc.devices)
+
+
+def gpu_flags(target: Target) -> None:
+    """XLA flags deviceless CUDA compilation needs; set before JAX starts."""
+    if target.platform == "cuda":
+        from rlp_jax.scale.gpu import XLA_FLAGS
+
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()
+
+
+def _gpu_devices(target: Target, topologies):
+    from rlp_jax.scale.gpu import device_description
+
+    try:
+        desc = topologies.get_topology_desc(platform="cuda", topology=target.topology,
+                                            target_config=device_description(target.accelerator))
+    except (RuntimeError, ValueError, ImportError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot describe {target.name} ({first}); install jax's CUDA plugin in its own "
+                        f"environment: pip install 'rlp-jax[gpu-aot]' (GBs of CUDA wheels; no GPU needed)") from None
     return list(desc.devices)

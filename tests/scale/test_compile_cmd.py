@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(REPO, "configs", "tiny.yaml")
 
@@ -54,3 +56,13 @@ def test_an_unknown_topology_is_refused_before_anything_compiles():
     done = _compile("--config", TINY, "--topology", "v9-8")
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
     assert "unknown topology 'v9-8'" in done.stderr
+
+
+def test_a_gpu_host_without_the_cuda_plugin_is_one_line():
+    import importlib.util
+
+    if importlib.util.find_spec("jax_cuda12_plugin") is not None:
+        pytest.skip("the gpu-aot extra is installed here: compiling for GPUs works")
+    done = _compile("--config", TINY, "--topology", "h100x8", "--no-eval")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+    assert "cannot describe h100x8" in done.stderr and "gpu-aot" in done.stderr

@@ -23,7 +23,8 @@ def test_multi_slice_and_gpu_hosts():
     two = topology.parse("2xv5e-256")
     assert (two.topology, two.slices, two.devices) == ("v5e:16x16", 2, 512)
     gpu = topology.parse("h100x8")
-    assert (gpu.platform, gpu.topology, gpu.devices, gpu.hbm_bytes) == ("cuda", "1x1x8", 8, 80 * 10 ** 9)
+    assert (gpu.platform, gpu.topology, gpu.devices, gpu.chip) == ("cuda", "1x1x8", 8, "H100 SXM")
+    assert gpu.hbm_bytes == 84_929_347_584 and topology.parse("h200x8").hbm_bytes > 140 * 10 ** 9
 
 
 @pytest.mark.parametrize("name, message", [
