@@ -77,7 +77,8 @@ def text(header: dict, figures: list[dict]) -> str:
                   f"  per chip: arguments {_gib(f['arguments'])}, temporaries {_gib(f['temporaries'])}, outputs "
                   f"{_gib(f['outputs'])} ({_gib(f['aliased'])} aliased), code {_gib(f['code'])}",
                   f"  peak {_gib(f['peak'])} = {f['peak_fraction'] * 100:.1f}% of HBM",
-                  f"  compiled FLOPs per chip {f['flops']:.3e} (XLA's count: loop bodies once)",
+                  (f"  compiled FLOPs per chip {f['flops']:.3e} (XLA's count: loop bodies once)" if f["flops"]
+                   else "  compiled FLOPs: not reported by this backend"),
                   f"  collectives inside the decode loop ({loops} loop{'s' if loops != 1 else ''}): "
                   + (", ".join(f"{n} {k}" for k, n in sorted(collectives.items())) or "none"),
                   "  largest values:"]
