@@ -66,3 +66,19 @@ def test_a_gpu_host_without_the_cuda_plugin_is_one_line():
     done = _compile("--config", TINY, "--topology", "h100x8", "--no-eval")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
     assert "cannot describe h100x8" in done.stderr and "gpu-aot" in done.stderr
+
+
+def test_xlas_out_of_memory_errors_become_one_line_in_binary_units():
+    from types import SimpleNamespace
+
+    from rlp_jax.scale.compile import CompileError, explain
+
+    target = SimpleNamespace(name="v5p-128")
+    temporaries = RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                               "temporaries (219.42G) exceeds available HBM (95.74G).\nmore lines")
+    assert explain(CompileError("train step", temporaries), target) == (
+        "train step does not fit v5p-128: XLA needs 219.42 GiB per chip (HLO temporaries) of the chip's "
+        "95.74 GiB HBM")
+    other = RuntimeError("INTERNAL: something else\ndetails")
+    assert explain(CompileError("eval step", other), target) == \
+        "eval step does not compile for v5p-128: INTERNAL: something else"
