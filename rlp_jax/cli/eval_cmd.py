@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--thought-len", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--show", type=int, default=0, metavar="N",
+                   help="with --think: print N sample thoughts of the first batch (context, thought, target, "
+                        "prediction, reward)")
     p.add_argument("--out", default="eval", help="directory for eval.json and eval.png")
     p.add_argument("--force", action="store_true", help="overwrite eval.json and eval.png in --out")
     p.set_defaults(handler=run)
@@ -44,6 +47,8 @@ def run(args) -> int:
 
     if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
         raise UserError("need --seq-len >= 2, --batch-size >= 1 and --batches >= 1")
+    if args.show < 0 or (args.show and not (args.think or args.rpt)):
+        raise UserError("--show N prints sample thoughts: it needs --think (and N >= 0)")
     need_finite(args.temperature, "--temperature", 0.0)
     outputs = ("eval.json", "eval.png")
     check_output_dir(args.out, args.force, outputs)  # before the evaluation, not after it
@@ -67,10 +72,12 @@ def run(args) -> int:
             raise UserError("--rpt needs a tokenizer with an end-of-sequence token (completions end there)")
         reasoning = Reasoning(rcfg, tokenizer)
         reasoning.rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
-    if args.text_file:
-        batches = text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, args.batches)
-    else:
-        batches = dataset_batches(data_dir, tok_path, args.split, args.seq_len, args.batch_size, args.batches)
+    def batches_of(count):
+        if args.text_file:
+            return text_file_batches(args.text_file, tokenizer, args.seq_len, args.batch_size, count)
+        return dataset_batches(data_dir, tok_path, args.split, args.seq_len, args.batch_size, count)
+
+    batches = batches_of(args.batches)
     result = evaluate.evaluate_batches(params, cfg, batches, rcfg, proxy, seed=args.seed, reasoning=reasoning,
                                        total=args.batches)
     result["checkpoint"] = os.path.abspath(args.checkpoint)
@@ -84,7 +91,32 @@ def run(args) -> int:
         evaluate.plot_eval(result, os.path.join(args.out, outputs[1]))
     print(json.dumps(result["all"], indent=2))
     print(f"wrote {os.path.join(args.out, 'eval.json')} and eval.png")
+    if args.show:
+        _show(args, params, cfg, rcfg, tokenizer, batches_of(1))
     return 0
+
+
+def _show(args, params, cfg, rcfg, tokenizer, first) -> None:
+    """`--show`: thoughts of the first batch, drawn as the eval drew that batch's (same key,
+    uniform positions); the reward is measured against the model's own no-think score."""
+    import contextlib
+
+    import jax
+    import jax.numpy as jnp
+
+    from rlp_jax.rollout.window import from_batch
+    from rlp_jax.train.thought_samples import sample_thoughts_jit
+    from rlp_jax.train.thought_text import format_example, rows
+
+    with contextlib.closing(first):
+        window = jax.tree.map(jnp.asarray, from_batch(next(first)))
+    rcfg = rcfg.replace(position_strategy="uniform")
+    count = min(args.show, window.shape[0] * rcfg.positions_per_window * rcfg.group_size)
+    key = jax.random.split(jax.random.key(args.seed))[1]  # `evaluate_batches`' key of its first batch
+    out = jax.device_get(sample_thoughts_jit(params, params, window, key, cfg=cfg, rollout=rcfg, count=count))
+    shown = rows(out, tokenizer, None)
+    print(f"\nsample thoughts ({len(shown)} of the first batch):\n")
+    print("\n\n".join(format_example(row, baseline="S_no_think") for row in shown))
 
 
 def _proxy(args, load_params, base_model):

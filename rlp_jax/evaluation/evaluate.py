@@ -22,44 +22,38 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlp_jax import progress
-from rlp_jax.model import transformer as model_lib
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.vocab_scores import top_k_entropy
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
-from rlp_jax.rollout.positions import BUCKETS, choose_positions, per_position
+from rlp_jax.rollout.no_think import window_forward
+from rlp_jax.rollout.positions import BUCKETS, choose_positions_ok, per_position
 from rlp_jax.rollout.thoughts import rollout_thoughts
-
-
-def target_mask(segment_ids):
-    """`[B, T]` True where x_t is a real token continuing the same document as x_{t-1}."""
-    same = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0)
-    return jnp.concatenate([jnp.zeros_like(same[:, :1]), same], axis=1)
+from rlp_jax.rollout.window import Window, from_batch, target_mask
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "proxy_cfg"))
-def no_think_pass(params, cfg: ModelConfig, proxy_params, proxy_cfg: ModelConfig, tokens, positions, segment_ids):
+def no_think_pass(params, cfg: ModelConfig, proxy_params, proxy_cfg: ModelConfig, window: Window):
     """Per-target `[B, T]` arrays: correct, log-prob, proxy entropy (column 0 unused)."""
-    logits = model_lib.forward(params, cfg, tokens, positions, segment_ids)[:, :-1]
+    logits = window_forward(params, cfg, window)[:, :-1]
     logp = jax.nn.log_softmax(logits, axis=-1)
-    targets = tokens[:, 1:]
+    targets = window.tokens[:, 1:]
     score = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     correct = jnp.argmax(logits, axis=-1) == targets
-    proxy_logits = model_lib.forward(proxy_params, proxy_cfg, tokens, positions, segment_ids)[:, :-1]
+    proxy_logits = window_forward(proxy_params, proxy_cfg, window)[:, :-1]
     return per_position(correct), per_position(score), per_position(top_k_entropy(proxy_logits))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "rcfg"))
-def thinking_pass(params, cfg: ModelConfig, rcfg: RolloutConfig, tokens, valid, key):
-    """Rollouts at K random valid positions: `(t [B,K], correct [B,K,G], s_pred [B,K,G])`."""
+def thinking_pass(params, cfg: ModelConfig, rcfg: RolloutConfig, window: Window, key):
+    """Rollouts at K uniformly drawn eligible positions, under the same document masks as
+    the no-think pass: `(t [B,K], ok [B,K], correct [B,K,G], s_pred [B,K,G])`."""
     key_pos, key_roll = jax.random.split(key)
-    # Top-K of random scores over the valid positions = K uniform distinct positions.
-    scores = jnp.where(valid, jax.random.uniform(key_pos, valid.shape), -jnp.inf)
-    t = choose_positions(key_pos, scores, rcfg.replace(position_strategy="entropy"))
-    roll = rollout_thoughts(params, cfg, rcfg, tokens, t, key_roll)
-    targets = br.at_branches(tokens, roll.t)
+    t, ok = choose_positions_ok(key_pos, jnp.zeros(window.shape), rcfg.replace(position_strategy="uniform"), window)
+    roll = rollout_thoughts(params, cfg, rcfg, window, t, key_roll, active=ok)
+    targets = br.at_branches(window.tokens, roll.t)
     shape = t.shape + (rcfg.group_size,)
-    return t, (roll.prediction == targets).reshape(shape), roll.s_pred.reshape(shape)
+    return t, ok, (roll.prediction == targets).reshape(shape), roll.s_pred.reshape(shape)
 
 
 @dataclasses.dataclass
@@ -91,15 +85,10 @@ def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | No
     key = jax.random.key(seed)
     bar = progress.bar(batches, desc="eval", total=total, unit="batch")
     for batch in bar:
-        tokens = jnp.asarray(batch["tokens"], jnp.int32)
-        segment_ids = jnp.asarray(batch.get("segment_ids", np.ones_like(batch["tokens"])), jnp.int32)
-        positions = batch.get("positions")
-        positions = (jnp.asarray(positions, jnp.int32) if positions is not None
-                     else jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape))
+        window = jax.tree.map(jnp.asarray, from_batch(batch))
         bar.set_postfix_str("no-think pass")
-        correct, score, entropy = map(np.asarray, no_think_pass(
-            params, cfg, proxy_params, proxy_cfg, tokens, positions, segment_ids))
-        valid = np.asarray(target_mask(segment_ids))
+        correct, score, entropy = map(np.asarray, no_think_pass(params, cfg, proxy_params, proxy_cfg, window))
+        valid = np.asarray(target_mask(window))
         for bucket, threshold in BUCKETS:
             sel = valid & (entropy > threshold)
             tally.add(bucket, "no_think_accuracy", correct[sel])
@@ -107,17 +96,15 @@ def evaluate_batches(params, cfg: ModelConfig, batches, rcfg: RolloutConfig | No
         if rcfg is None:
             continue
         key, sub = jax.random.split(key)
-        eligible = valid & (np.arange(tokens.shape[1]) >= rcfg.min_context)
         bar.set_postfix_str("thinking rollouts" if reasoning is None else "thinking and reasoning rollouts")
-        t, think_correct, s_pred = map(np.asarray, thinking_pass(
-            params, cfg, rcfg, tokens, jnp.asarray(eligible), sub))
-        reasoned = None if reasoning is None else reasoning.correct(params, cfg, tokens, jnp.asarray(t),
+        t, ok, think_correct, s_pred = map(np.asarray, thinking_pass(params, cfg, rcfg, window, sub))
+        reasoned = None if reasoning is None else reasoning.correct(params, cfg, window, jnp.asarray(t),
                                                                      jax.random.fold_in(sub, 1))
         rows = np.arange(t.shape[0])[:, None]
         at_t = lambda a: a[rows, t]  # noqa: E731
         gain = s_pred - at_t(score)[..., None]
         for bucket, threshold in BUCKETS:
-            sel = at_t(entropy) > threshold  # [B, K]
+            sel = ok & (at_t(entropy) > threshold)  # [B, K]
             tally.add(bucket, "thinking_accuracy", think_correct[sel])
             tally.add(bucket, "information_gain", gain[sel])
             tally.add(bucket, "no_think_accuracy_at_thought_positions", at_t(correct)[sel])

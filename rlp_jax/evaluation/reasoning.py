@@ -27,13 +27,13 @@ class Reasoning:
         self.rcfg = completion_config(rcfg, tokenizer, pcfg)
         self.pcfg, self.tokenizer = pcfg, tokenizer
 
-    def correct(self, params, cfg: ModelConfig, tokens, t, key) -> np.ndarray:
+    def correct(self, params, cfg: ModelConfig, window, t, key) -> np.ndarray:
         """`[B, K, G]` 1.0 where a completion at position `t [B, K]` earns RPT's reward."""
-        roll = _completions(params, cfg, self.rcfg, tokens, t, key)
-        rewards = rpt_rewards(roll, tokens, np.ones(t.shape, bool), self.tokenizer, self.pcfg, self.rcfg.group_size)
+        roll = _completions(params, cfg, self.rcfg, window, t, key)
+        rewards = rpt_rewards(roll, window, np.ones(t.shape, bool), self.tokenizer, self.pcfg, self.rcfg.group_size)
         return rewards.reshape(t.shape + (self.rcfg.group_size,))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "rcfg"))
-def _completions(params, cfg: ModelConfig, rcfg: RolloutConfig, tokens, t, key):
-    return rollout_thoughts(params, cfg, rcfg, tokens, t, key)
+def _completions(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key):
+    return rollout_thoughts(params, cfg, rcfg, window, t, key)

@@ -293,7 +293,7 @@ def init_cache(cfg: ModelConfig, batch: int, length: int, branches: int = 1, dty
 
 def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache | None = None,
            prefix: SharedPrefix | None = None, valid=None, cache_is_empty: bool = False,
-           head: bool = True):
+           head: bool = True, segment_ids=None):
     """Run tokens `[B, R, S]` at RoPE `positions` `[B, R, S]`; the general entry point.
 
     With a `cache`, the tokens are written at slots `cache.index …` and attend to every
@@ -301,6 +301,7 @@ def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache |
     other. With a `prefix`, they also attend to its keys where `prefix.mask` allows.
     `valid` [B, R, S] (default all) marks real tokens; invalid ones are never attended to.
     `cache_is_empty` (static) skips reading the cache's old slots (a prefill).
+    `segment_ids` [B, R, S] (packed documents) restrict the new tokens to their own segment.
     Returns `(logits [B, R, S, vocab], new cache or None)`; hidden states instead of
     logits if not `head`.
     """
@@ -316,6 +317,8 @@ def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache |
         # As in the cache: slot k is visible to query q iff it holds a real token at a
         # position ≤ q's.
         own_mask = (pos_written[..., None, :] >= 0) & (pos_written[..., None, :] <= positions[..., :, None])
+    if segment_ids is not None:
+        own_mask = own_mask & (segment_ids[..., :, None] == segment_ids[..., None, :])
     ctx = _Context(positions=positions, own_mask=own_mask)
     if cache is not None:
         inputs = inputs.replace(cache_k=cache.k, cache_v=cache.v)
@@ -337,17 +340,20 @@ def extend(params: Params, cfg: ModelConfig, tokens, positions, cache: KVCache |
     return logits, new_cache
 
 
-def prefill(params: Params, cfg: ModelConfig, tokens, cache: KVCache, positions=None, valid=None):
+def prefill(params: Params, cfg: ModelConfig, tokens, cache: KVCache, positions=None, valid=None,
+            segment_ids=None, head: bool = True):
     """Write a prompt `[B, S]` into an empty `cache` (one branch); returns logits `[B, S, V]`, cache.
 
     Rows of different lengths are left-padded: pass `valid` [B, S] and positions that
-    start at 0 on each row's first real token.
+    start at 0 on each row's first real token. Packed documents: pass `segment_ids` [B, S]
+    and per-document positions; each token then attends within its document only.
     """
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape)
     valid = None if valid is None else valid[:, None]
+    seg = None if segment_ids is None else segment_ids[:, None]
     logits, cache = extend(params, cfg, tokens[:, None], positions[:, None], cache, valid=valid,
-                           cache_is_empty=True)
+                           cache_is_empty=True, segment_ids=seg, head=head)
     return logits[:, 0], cache
 
 

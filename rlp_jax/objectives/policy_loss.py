@@ -57,6 +57,12 @@ def equal_reward_groups(rewards, group_size: int, keep=None, tol: float = 1e-6):
     return jnp.sum(equal & keep) / jnp.maximum(jnp.sum(keep), 1)
 
 
+def valid_mean(values, valid):
+    """Mean of `values` over the entries marked `valid` (same shape); 0 if none."""
+    values = values.astype(jnp.float32)
+    return jnp.sum(jnp.where(valid, values, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
 def masked_mean_per_branch(values, mask):
     """(1/|c|) Σ_u values over each branch's thought tokens; 0 for an empty thought."""
     return jnp.sum(jnp.where(mask, values, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
@@ -91,7 +97,7 @@ def clipped_surrogate(logp, logp_old, adv, mask, eps_low: float, eps_high: float
 class LossBatch:
     """One minibatch of branches: the window they read, their thoughts and constants."""
 
-    window: jax.Array  # [B, T]
+    window: jax.Array  # [B, T] tokens, or a `Window` (packed documents)
     t: jax.Array  # [B, R]
     thoughts: jax.Array  # [B, R, L]
     lengths: jax.Array  # [B, R]
@@ -113,7 +119,10 @@ class LossBatch:
 
         def cut(a):
             return None if a is None else jax.lax.dynamic_slice_in_dim(a, index * size, size, axis=axis)
-        return self.replace(**{name: cut(getattr(self, name)) for name in names + (("window",) if axis == 0 else ())})
+        parts = {name: cut(getattr(self, name)) for name in names}
+        if axis == 0:
+            parts["window"] = jax.tree.map(cut, self.window)
+        return self.replace(**parts)
 
 
 def _token_mean(values, mask):

@@ -2,7 +2,8 @@
 Read it top to bottom; docs/algorithms.md gives the equations.
 
     rollout     EMA teacher φ, no thought: S_ema and entropy at every position
-                → K positions per window → G thoughts each with θ_old (prefix-shared)
+                → K positions per window → G thoughts each with θ_old (prefix-shared);
+                each document of a packed window is seen alone, by both models
     reward      r = S_pred − S_ema (a constant for the loss)
     loss_batch  A = G/(G−1)·(r − mean_G r); reference (θ_0) scores if kl_beta > 0
     loss        clipped surrogate on the thought tokens (+ optional NTP and KL terms)
@@ -14,6 +15,7 @@ each followed by the EMA step φ ← τφ + (1 − τ)θ.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +27,9 @@ from rlp_jax.objectives.config import RLPConfig
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.no_think import no_think_scores
-from rlp_jax.rollout.positions import choose_positions
+from rlp_jax.rollout.positions import choose_positions_ok
 from rlp_jax.rollout.thoughts import Rollout, rollout_thoughts
+from rlp_jax.rollout.window import as_window
 
 
 def information_gain(s_pred, s_ema):
@@ -38,6 +41,7 @@ def information_gain(s_pred, s_ema):
 class Experience:
     roll: Rollout
     s_ema: jax.Array  # [B, R] log p_φ(x_t | x_<t) at each branch's position
+    valid: jax.Array  # [B, R] branches at an eligible position (False only in windows short of K)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,27 +52,31 @@ class RLP(pl.PolicyObjective):
     name = "rlp"
 
     def rollout(self, params, teacher, window, key) -> Experience:
+        window = as_window(window)
         key_positions, key_rollout = jax.random.split(key)
         s_ema, entropy = no_think_scores(teacher, self.model, window)
-        t = choose_positions(key_positions, entropy, self.rollout_cfg)
-        roll = rollout_thoughts(params, self.model, self.rollout_cfg, window, t, key_rollout)
-        return Experience(roll=roll, s_ema=br.at_branches(s_ema, roll.t))
+        t, ok = choose_positions_ok(key_positions, entropy, self.rollout_cfg, window)
+        roll = rollout_thoughts(params, self.model, self.rollout_cfg, window, t, key_rollout, active=ok)
+        return Experience(roll=roll, s_ema=br.at_branches(s_ema, roll.t),
+                          valid=br.branch_starts(ok, self.rollout_cfg.group_size))
 
     def reward(self, experience: Experience, window):
         return information_gain(experience.roll.s_pred, experience.s_ema)
 
     def loss_batch(self, experience: Experience, reward, window, reference):
-        roll, lcfg = experience.roll, self.loss_cfg
+        roll, lcfg, valid = experience.roll, self.loss_cfg, experience.valid
+        window = as_window(window)
         # reference policy (kl_beta > 0): the fixed θ_0 the train state keeps (paper §10)
         ref_logp = self.reference_logp(reference, self.rollout_cfg, window, roll.t, roll.thoughts, roll.lengths)
+        adv = pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage)
         batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
-                             logp_old=roll.logp,
-                             advantages=pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage),
-                             ref_logp=ref_logp, old_from_forced=lcfg.single_update)
+                             logp_old=roll.logp, advantages=jnp.where(valid, adv, 0.0), ref_logp=ref_logp,
+                             valid=valid, old_from_forced=lcfg.single_update)
+        mean = functools.partial(pl.valid_mean, valid=valid)
         metrics = dict(
-            reward_mean=jnp.mean(reward), reward_std=jnp.std(reward), s_pred=jnp.mean(roll.s_pred),
-            s_ema=jnp.mean(experience.s_ema), thought_len=jnp.mean(roll.lengths.astype(jnp.float32)),
-            equal_reward_groups=pl.equal_reward_groups(reward, self.rollout_cfg.group_size),
+            reward_mean=mean(reward), reward_std=jnp.sqrt(mean(jnp.square(reward - mean(reward)))),
+            s_pred=mean(roll.s_pred), s_ema=mean(experience.s_ema), thought_len=mean(roll.lengths),
+            equal_reward_groups=pl.equal_reward_groups(reward, self.rollout_cfg.group_size, keep=valid[:, ::self.rollout_cfg.group_size]),
         )
         return batch, metrics
 

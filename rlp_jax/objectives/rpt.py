@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rlp_jax.model import transformer as model_lib
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.model.vocab_scores import top_k_entropy
 from rlp_jax.objectives import policy_loss as pl
@@ -38,10 +37,13 @@ from rlp_jax.objectives.base import HostRewardObjective
 from rlp_jax.objectives.config import RPTConfig
 from rlp_jax.objectives.prefix_match import continuation_boundaries, extract_answer, prefix_match_reward
 from rlp_jax.rollout.config import RolloutConfig
-from rlp_jax.rollout.positions import per_position
+from rlp_jax.rollout.no_think import window_forward
+from rlp_jax.rollout.positions import eligible, per_position
 from rlp_jax.rollout.thoughts import Rollout, rollout_thoughts
+from rlp_jax.rollout.window import Window, as_window, take_rows
 
 ROLLOUT_FIELDS = ("t", "thoughts", "lengths", "logp", "s_pred", "prediction")
+WINDOW_FIELDS = ("tokens", "segment_ids", "positions")
 
 
 def completion_config(rollout: RolloutConfig, tokenizer, pcfg: RPTConfig) -> RolloutConfig:
@@ -52,23 +54,30 @@ def completion_config(rollout: RolloutConfig, tokenizer, pcfg: RPTConfig) -> Rol
                            position_strategy="entropy")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def proxy_entropy(params, cfg: ModelConfig, window):
-    """Per-position `[B, T]` top-16 entropy of the proxy's next-token distribution."""
-    return per_position(top_k_entropy(model_lib.forward(params, cfg, window)[:, :-1]))
+@functools.partial(jax.jit, static_argnames=("cfg", "min_context"))
+def proxy_entropy(params, cfg: ModelConfig, window, min_context: int):
+    """`(entropy, eligible)` `[B, T]`: the proxy's top-16 next-token entropy (each packed
+    document seen alone) and where a completion may go (`positions.eligible`)."""
+    entropy = per_position(top_k_entropy(window_forward(params, cfg, window)[:, :-1]))
+    return entropy, eligible(window, min_context)
 
 
 @struct.dataclass
 class Experience:
     roll: Rollout  # [S, G] branches: one group per slot
-    windows: jax.Array  # [S, T] each slot's window
+    windows: Window  # [S, T] each slot's window
     valid: jax.Array  # [S, 1] slots that hold a group (empty ones decode nothing, cost no loss)
     stats: jax.Array  # [3] eligible fraction, equal-reward fraction (first rollout), refills
 
 
-def document_continuation(row, pos: int, eos_id) -> list[int]:
-    """The ground truth x_≥t: the rest of the window, up to the end of its document."""
+def document_continuation(row, pos: int, eos_id, segments=None) -> list[int]:
+    """The ground truth x_≥t: the rest of the window, up to the end of its document (its EOS,
+    or where the window's `segments` row moves on to the next document)."""
     rest = np.asarray(row[pos:]).tolist()
+    if segments is not None:
+        seg = np.asarray(segments[pos:])
+        ends = np.flatnonzero(seg != seg[0])
+        rest = rest[: ends[0]] if ends.size else rest
     return rest[: rest.index(eos_id)] if eos_id is not None and eos_id in rest else rest
 
 
@@ -76,7 +85,7 @@ def rpt_rewards(roll: Rollout, windows, valid, tokenizer, pcfg: RPTConfig, group
     """Host-side rewards `[B, K·G]` of the decoded completions; groups not `valid [B, K]`
     score 0 without decoding."""
     thoughts, lengths, t = (np.asarray(a) for a in (roll.thoughts, roll.lengths, roll.t))
-    windows, valid = np.asarray(windows), np.asarray(valid)
+    windows, valid = jax.tree.map(np.asarray, as_window(windows)), np.asarray(valid)
     out = np.zeros(t.shape, np.float32)
     for b, k in zip(*np.nonzero(valid)):
         branches = range(k * group_size, (k + 1) * group_size)
@@ -86,9 +95,12 @@ def rpt_rewards(roll: Rollout, windows, valid, tokenizer, pcfg: RPTConfig, group
         if not longest:
             continue
         pos = int(t[b, k * group_size])
-        context = windows[b, max(0, pos - pcfg.context_tokens):pos].tolist()
+        seg = windows.segment_ids[b]
+        start = max(0, pos - pcfg.context_tokens)
+        context = windows.tokens[b, start:pos][seg[start:pos] == seg[pos]].tolist()  # x_t's document only
         truth, boundaries = continuation_boundaries(
-            tokenizer, context, document_continuation(windows[b], pos, tokenizer.eos_id), max_bytes=longest)
+            tokenizer, context, document_continuation(windows.tokens[b], pos, tokenizer.eos_id, seg),
+            max_bytes=longest)
         for r, answer in answers.items():
             out[b, r] = prefix_match_reward(answer, truth, boundaries)
     return out
@@ -110,7 +122,7 @@ class RPT(pl.PolicyObjective, HostRewardObjective):
     def rollout(self, params, teacher, window, key, plan=None) -> Experience:
         """G completions at each slot of `plan = (rows [S], t [S], valid [S])` (from `collect`)."""
         rows, t, valid = (jnp.asarray(a) for a in plan)
-        windows = jnp.take(window, rows, axis=0)
+        windows = take_rows(as_window(window), rows)
         roll = rollout_thoughts(params, self.model, self.slot_cfg, windows, t[:, None], key, active=valid[:, None])
         return Experience(roll=roll, windows=windows, valid=valid[:, None], stats=jnp.zeros(3))
 
@@ -122,8 +134,9 @@ class RPT(pl.PolicyObjective, HostRewardObjective):
         """`(experience, reward)` of one step, on the host (see the module docstring).
         `roll(attempt, plan)` is the compiled rollout; `proxy = (params, model_cfg)`."""
         pcfg, rcfg = self.loss_cfg, self.rollout_cfg
-        entropy = np.asarray(proxy_entropy(proxy[0], proxy[1], window))
+        entropy, in_document = map(np.asarray, proxy_entropy(proxy[0], proxy[1], as_window(window), rcfg.min_context))
         eligible = rpt_slots.eligible_positions(entropy, pcfg.entropy_threshold, rcfg.min_context, pcfg.lookahead)
+        eligible &= in_document
         slots = entropy.shape[0] * rcfg.positions_per_window
         rng = np.random.default_rng(seed)
 
@@ -149,13 +162,15 @@ class RPT(pl.PolicyObjective, HostRewardObjective):
     @staticmethod
     def _host(experience: Experience, reward) -> dict:
         out = {name: np.asarray(getattr(experience.roll, name)) for name in ROLLOUT_FIELDS}
-        return {**out, "windows": np.asarray(experience.windows), "valid": np.asarray(experience.valid)[:, 0],
-                "rewards": np.asarray(reward)}
+        window = as_window(experience.windows)
+        windows = {f"window_{name}": np.asarray(getattr(window, name)) for name in WINDOW_FIELDS}
+        return {**out, **windows, "valid": np.asarray(experience.valid)[:, 0], "rewards": np.asarray(reward)}
 
     @staticmethod
     def _device(batch: dict) -> Experience:
         roll = Rollout(**{name: jnp.asarray(batch[name]) for name in ROLLOUT_FIELDS})
-        return Experience(roll=roll, windows=jnp.asarray(batch["windows"]), valid=jnp.asarray(batch["valid"])[:, None],
+        windows = Window(**{name: jnp.asarray(batch[f"window_{name}"]) for name in WINDOW_FIELDS})
+        return Experience(roll=roll, windows=windows, valid=jnp.asarray(batch["valid"])[:, None],
                           stats=jnp.zeros(3))
 
     def loss_batch(self, experience: Experience, reward, window, reference):

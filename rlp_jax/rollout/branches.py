@@ -1,9 +1,9 @@
 """Thought branches over a shared window prefix: layout, masks, and teacher-forced scoring.
 
-A window `x [B, T]` gets R = K·G branches per row; branch (b, r) thinks at position
-`t[b, r]`, sees `x[b, :t]` through the window's prefill (no per-branch copy; see
-docs/architecture.md, "Prefix-shared branch attention") and lays out, at RoPE positions
-that continue from t,
+A window `x [B, T]` gets R = K·G branches per row; branch (b, r) thinks at slot
+`t[b, r]`, sees the slots before t of x_t's own document through the window's prefill (no
+per-branch copy; see docs/architecture.md, "Prefix-shared branch attention") and lays out,
+at RoPE positions that continue from x_t's position in its document (`start`),
 
     slots  0 .. o-1        open marker
            o .. o+L-1      thought tokens c_1..c_L (slots past the branch's length are invalid)
@@ -25,6 +25,7 @@ from rlp_jax.model import transformer as model_lib
 from rlp_jax.model import vocab_scores
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.window import as_window, prefix_visibility
 
 
 MIN_THOUGHT = 1  # |c| >= 1: the close marker's first token is banned at the first thought slot
@@ -45,12 +46,6 @@ def branch_starts(t: jax.Array, group_size: int) -> jax.Array:
     return jnp.repeat(t, group_size, axis=1)
 
 
-def window_mask(t_branch: jax.Array, window_len: int, queries: int) -> jax.Array:
-    """Mask `[B, R, queries, T]`: branch r may read window slots `< t[b, r]`."""
-    visible = jnp.arange(window_len) < t_branch[..., None, None]
-    return jnp.broadcast_to(visible, t_branch.shape + (queries, window_len))
-
-
 def at_branches(per_position: jax.Array, t_branch: jax.Array) -> jax.Array:
     """Gather a `[B, T]` per-position array at each branch's position: `[B, R]`.
 
@@ -60,34 +55,39 @@ def at_branches(per_position: jax.Array, t_branch: jax.Array) -> jax.Array:
     return jnp.take_along_axis(per_position, t_branch, axis=1)
 
 
+def rope_start(window, t_branch) -> jax.Array:
+    """RoPE position `[B, R]` of each branch's open marker: that of x_t in its document."""
+    return at_branches(as_window(window).positions, t_branch)
+
+
 def _marker(ids: tuple[int, ...], first_pos: jax.Array):
     """Tokens and RoPE positions `[B, R, len(ids)]` of a marker starting at `first_pos [B, R]`."""
     tokens = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), first_pos.shape + (len(ids),))
     return tokens, (first_pos[..., None] + jnp.arange(len(ids))).astype(jnp.int32)
 
 
-def open_marker(rcfg: RolloutConfig, t_branch):
-    """The open marker, at positions t, t+1, ..."""
-    return _marker(rcfg.open_ids, t_branch)
+def open_marker(rcfg: RolloutConfig, start):
+    """The open marker, at RoPE positions start, start+1, ... (`rope_start`)."""
+    return _marker(rcfg.open_ids, start)
 
 
-def thought_start(rcfg: RolloutConfig, t_branch):
+def thought_start(rcfg: RolloutConfig, start):
     """RoPE position of each branch's first thought token."""
-    return t_branch + len(rcfg.open_ids)
+    return start + len(rcfg.open_ids)
 
 
-def close_marker(rcfg: RolloutConfig, t_branch, lengths):
+def close_marker(rcfg: RolloutConfig, start, lengths):
     """The close marker, right after each branch's `lengths` thought tokens."""
-    return _marker(rcfg.close_ids, thought_start(rcfg, t_branch) + lengths)
+    return _marker(rcfg.close_ids, thought_start(rcfg, start) + lengths)
 
 
-def layout(rcfg: RolloutConfig, t_branch, thoughts, lengths):
+def layout(rcfg: RolloutConfig, start, thoughts, lengths):
     """Tokens, RoPE positions and validity `[B, R, o+L+c]` of the teacher-forced branches."""
-    open_tok, open_pos = open_marker(rcfg, t_branch)
-    close_tok, close_pos = close_marker(rcfg, t_branch, lengths)
+    open_tok, open_pos = open_marker(rcfg, start)
+    close_tok, close_pos = close_marker(rcfg, start, lengths)
     u = jnp.arange(rcfg.thought_len)
     tokens = jnp.concatenate([open_tok, thoughts.astype(jnp.int32), close_tok], axis=-1)
-    positions = jnp.concatenate([open_pos, thought_start(rcfg, t_branch)[..., None] + u, close_pos], axis=-1)
+    positions = jnp.concatenate([open_pos, thought_start(rcfg, start)[..., None] + u, close_pos], axis=-1)
     valid = jnp.concatenate([jnp.ones(open_tok.shape, bool), u < lengths[..., None],
                              jnp.ones(close_tok.shape, bool)], axis=-1)
     return tokens, positions.astype(jnp.int32), valid
@@ -106,13 +106,26 @@ def scores_from_hidden(params, cfg: ModelConfig, rcfg: RolloutConfig, hidden, th
                         entropy=jnp.where(mask, entropy, 0.0), s_pred=s_pred)
 
 
+def prefill_window(params, cfg: ModelConfig, window) -> model_lib.KVCache:
+    """The one prefill of the windows that every branch reads through its mask: each
+    document attends within itself, at its own RoPE positions."""
+    w = as_window(window)
+    batch, window_len = w.shape
+    _, cache = model_lib.prefill(params, cfg, w.tokens, model_lib.init_cache(cfg, batch, window_len),
+                                 positions=w.positions, segment_ids=w.segment_ids, head=False)
+    return cache
+
+
+def window_prefix(window_cache: model_lib.KVCache, window, t_branch, queries: int) -> model_lib.SharedPrefix:
+    """The prefilled window as the prefix branch r reads: x_t's document before t."""
+    return model_lib.prefix_from_cache(window_cache, prefix_visibility(as_window(window), t_branch, queries))
+
+
 def score_branches(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, thoughts,
                    lengths) -> BranchScores:
     """Teacher-forced pass over all branches: one window prefill + one `extend` with prefix."""
-    batch, window_len = window.shape
-    cache = model_lib.init_cache(cfg, batch, window_len)
-    _, cache = model_lib.prefill(params, cfg, window, cache)
-    tokens, positions, valid = layout(rcfg, t_branch, thoughts, lengths)
-    prefix = model_lib.prefix_from_cache(cache, window_mask(t_branch, window_len, tokens.shape[-1]))
+    w = as_window(window)
+    tokens, positions, valid = layout(rcfg, rope_start(w, t_branch), thoughts, lengths)
+    prefix = window_prefix(prefill_window(params, cfg, w), w, t_branch, tokens.shape[-1])
     hidden, _ = model_lib.extend(params, cfg, tokens, positions, prefix=prefix, valid=valid, head=False)
-    return scores_from_hidden(params, cfg, rcfg, hidden, thoughts, lengths, at_branches(window, t_branch))
+    return scores_from_hidden(params, cfg, rcfg, hidden, thoughts, lengths, at_branches(w.tokens, t_branch))

@@ -87,7 +87,7 @@ def reference_rollout(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, 
     logits, cache = model_lib.prefill(params, cfg, prompt, cache, positions, valid)
     decoded = decode_loop(params, cfg, DecodeState.start(logits[:, None, -1], cache, key, rcfg.thought_len),
                           thought_sampler(rcfg), (t_flat + o)[:, None])
-    roll = finish_thoughts(params, cfg, rcfg, window[rows], t_flat[:, None], decoded, lambda q: None)
+    roll = finish_thoughts(params, cfg, rcfg, window[rows], t_flat[:, None], t_flat[:, None], decoded, lambda q: None)
     return jax.tree.map(lambda a: a.reshape((batch, branches) + a.shape[2:]), roll)
 
 

@@ -1,7 +1,7 @@
 """Thought rollouts: G thoughts at each of K positions per window, prefix-shared.
 
 One prefill per window; every branch then reads the window's cache through the mask
-`slot < t` (no copy of the window's keys/values), writes only its own open marker +
+`slot < t`, same document as x_t (no copy of the window's keys/values), writes only its own open marker +
 thought + close marker into a small per-branch cache, and the close marker is
 teacher-forced before the true x_t is scored (S_pred). See docs/architecture.md.
 """
@@ -15,8 +15,10 @@ from flax import struct
 from rlp_jax.model import transformer as model_lib
 from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout import branches as br
+from rlp_jax.rollout.branches import prefill_window
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.sampling import DecodeState, Sampler, decode_loop
+from rlp_jax.rollout.window import as_window
 
 
 @struct.dataclass
@@ -38,10 +40,11 @@ def thought_sampler(rcfg: RolloutConfig) -> Sampler:
                    keep_stop=False, min_len=br.MIN_THOUGHT)
 
 
-def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, decoded: DecodeState,
+def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_branch, start, decoded: DecodeState,
                     prefix_fn) -> Rollout:
-    """Teacher-force the close marker after each thought and score the true x_t (S_pred)."""
-    close_tok, close_pos = br.close_marker(rcfg, t_branch, decoded.lengths)
+    """Teacher-force the close marker after each thought and score the true x_t (S_pred);
+    `window` is the tokens `[B, T]`, `start` the branches' RoPE start (`br.rope_start`)."""
+    close_tok, close_pos = br.close_marker(rcfg, start, decoded.lengths)
     logits, _ = model_lib.extend(params, cfg, close_tok, close_pos, decoded.cache,
                                  prefix=prefix_fn(close_tok.shape[-1]))
     final = jax.nn.log_softmax(logits[:, :, -1].astype(jnp.float32), axis=-1)
@@ -51,39 +54,35 @@ def finish_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t_bra
 
 
 def rollout_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key, active=None) -> Rollout:
-    """G thoughts at each of the K positions `t [B, K]` of every window `[B, T]`.
+    """G thoughts at each of the K positions `t [B, K]` of every window (a `Window`, or
+    tokens `[B, T]`: one document per row).
 
     Groups not `active [B, K]` start finished: they sample nothing (length 0) and never keep
-    the decode loop running (RPT's filtered or unfilled slots)."""
+    the decode loop running (RPT's filtered or unfilled slots, positions with no context)."""
     return decode_thoughts(params, cfg, rcfg, window, t, key, prefill_window(params, cfg, window), active)
-
-
-def prefill_window(params, cfg: ModelConfig, window):
-    """The one prefill of the windows `[B, T]` that every branch reads through its mask."""
-    batch, window_len = window.shape
-    _, window_cache = model_lib.prefill(params, cfg, window, model_lib.init_cache(cfg, batch, window_len))
-    return window_cache
 
 
 def decode_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, key, window_cache,
                     active=None) -> Rollout:
     """The rollout after the prefill: open marker, thought loop, close marker and S_pred
     (its own function so that the decode alone can be timed)."""
-    batch, window_len = window.shape
+    w = as_window(window)
+    batch = w.shape[0]
     t_branch = br.branch_starts(t, rcfg.group_size)
+    start = br.rope_start(w, t_branch)
 
     def prefix_fn(queries):
-        return model_lib.prefix_from_cache(window_cache, br.window_mask(t_branch, window_len, queries))
+        return br.window_prefix(window_cache, w, t_branch, queries)
 
     cache = model_lib.init_cache(cfg, batch, rcfg.branch_len, branches=t_branch.shape[1])
-    open_tok, open_pos = br.open_marker(rcfg, t_branch)
+    open_tok, open_pos = br.open_marker(rcfg, start)
     logits, cache = model_lib.extend(params, cfg, open_tok, open_pos, cache, prefix=prefix_fn(open_tok.shape[-1]))
-    start = DecodeState.start(logits[:, :, -1], cache, key, rcfg.thought_len)
+    first = DecodeState.start(logits[:, :, -1], cache, key, rcfg.thought_len)
     if active is not None:
-        start = start.replace(done=~br.branch_starts(active, rcfg.group_size))
-    decoded = decode_loop(params, cfg, start, thought_sampler(rcfg), br.thought_start(rcfg, t_branch),
+        first = first.replace(done=~br.branch_starts(active, rcfg.group_size))
+    decoded = decode_loop(params, cfg, first, thought_sampler(rcfg), br.thought_start(rcfg, start),
                           prefix=prefix_fn(1))
-    return finish_thoughts(params, cfg, rcfg, window, t_branch, decoded, prefix_fn)
+    return finish_thoughts(params, cfg, rcfg, w.tokens, t_branch, start, decoded, prefix_fn)
 
 
 rollout_thoughts_jit = jax.jit(rollout_thoughts, static_argnames=("cfg", "rcfg"))

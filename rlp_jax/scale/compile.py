@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from rlp_jax.errors import UserError
 from rlp_jax.model import sharding
 from rlp_jax.model import transformer as model_lib
+from rlp_jax.rollout.window import Window
 from rlp_jax.train.config import TrainConfig
 
 
@@ -76,8 +77,9 @@ def programs(cfg: TrainConfig, tokenizer, devices, eval_step: bool = True, done=
                                       skip_nonfinite=cfg.run.nonfinite == "skip",
                                       max_update_ratio=cfg.run.max_update_ratio)
     state = abstract(state_like, shardings)
-    window = jax.ShapeDtypeStruct((cfg.data.batch_size, cfg.data.seq_len), jnp.int32,
+    tokens = jax.ShapeDtypeStruct((cfg.data.batch_size, cfg.data.seq_len), jnp.int32,
                                   sharding=sharding.batch_sharding(mesh, 2))
+    window = Window(tokens=tokens, segment_ids=tokens, positions=tokens)  # packed, as training feeds it
     out = [_compile("train step", step, mesh, state, window)]
     done()
     if eval_step:

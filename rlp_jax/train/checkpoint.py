@@ -151,6 +151,17 @@ def make_manager(directory: str, every: int = 1, async_save: bool = True, read_o
     return ocp.CheckpointManager(directory, options=options, item_names=names, item_handlers=handlers)
 
 
+def has_checkpoints(directory: str) -> bool:
+    """Whether `directory` holds any checkpoint step (readable or not), without opening one."""
+    if "://" not in directory:
+        return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+    manager = make_manager(directory, read_only=True)
+    try:
+        return bool(manager.all_steps())
+    finally:
+        manager.close()
+
+
 def save(manager, step: int, state, iterator=None, meta: dict | None = None, force: bool = False) -> bool:
     """Save `state` (a `rlp.TrainState`) as checkpoint `step` if due (or `force`)."""
     import orbax.checkpoint as ocp

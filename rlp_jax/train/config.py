@@ -55,6 +55,8 @@ class RunConfig:
     nonfinite: str = "skip"  # a bad step (non-finite, or diverged): skip keeps the old state and counts it; stop exits
     max_update_ratio: float = 1.0  # a step moving the params by more than this × ‖θ‖ is diverged; 0 disables
     max_eval_rise: float = 1.0  # held-out NLL this many nats above its best marks checkpoints not good; 0 disables
+    show_thoughts: int = 4  # rlp: sample thoughts written to RUN_DIR/thoughts.jsonl at every eval; 0 disables
+    eval_at_start: bool = False  # also a held-out eval before the first step of a fresh run (the "before")
     progress: bool = True  # tqdm bar on process 0
     sleep_per_step: float = 0.0  # seconds; only for preemption drills and tests
 
@@ -68,6 +70,7 @@ class RunConfig:
         for key in ("steps", "checkpoint_every", "keep", "eval_batches", "log_every"):
             need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         need(self.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables), got {self.eval_every}")
+        need(self.show_thoughts >= 0, "show_thoughts", f"must be >= 0 (0 disables), got {self.show_thoughts}")
         need(self.objective in OBJECTIVES, "objective", f"must be one of {OBJECTIVES}, got {self.objective!r}")
         need(self.nonfinite in NONFINITE, "nonfinite", f"must be one of {NONFINITE}, got {self.nonfinite!r}")
         need(self.sleep_per_step >= 0, "sleep_per_step", "must be >= 0")
@@ -89,6 +92,27 @@ class PrepareConfig:
             raise UserError(f"prepare.builtin_docs must be >= 20, got {self.builtin_docs}")
         if not 0 < self.validation_fraction < 1:
             raise UserError(f"prepare.validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupConfig:
+    """A next-token phase before the objective (`rlp_jax.train.warmup`): `steps` of plain
+    next-token training on `data` (default data.data) at `learning_rate` (cosine decay to a
+    tenth), from init_from or a random init, run as its own run in RUN_DIR/warmup; the
+    objective then starts from its final weights."""
+
+    steps: int = 0  # 0: no warm-up
+    data: str = ""  # its corpus: builtin:NAME, a TFDS dir (same tokenizer); default data.data
+    learning_rate: float = 3e-3
+    batch_size: int = 0  # 0: data.batch_size
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise UserError(f"warmup.steps must be >= 0 (0: no warm-up), got {self.steps}")
+        if not self.learning_rate > 0:
+            raise UserError(f"warmup.learning_rate must be > 0, got {self.learning_rate}")
+        if self.batch_size < 0:
+            raise UserError(f"warmup.batch_size must be >= 0 (0: data.batch_size), got {self.batch_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +162,7 @@ class TrainConfig:
     architecture: str = ""
     data: DataConfig = dataclasses.field(default_factory=_default_data)
     prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
+    warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)  # next-token phase first
     rollout: RolloutConfig = dataclasses.field(default_factory=_default_rollout)  # rlp and rpt sample so
     rlp: RLPConfig = dataclasses.field(default_factory=RLPConfig)  # RLP's loss
     rpt: RPTConfig = dataclasses.field(default_factory=RPTConfig)  # RPT's reward, filter and loss
@@ -401,6 +426,8 @@ def check(cfg: TrainConfig, set_model_keys: set[str] = frozenset(), set_rollout_
     if cfg.data.data.startswith("synthetic") and cfg.data.tokenizer in ("", "auto") and cfg.run.objective == "rlp" \
             and not (cfg.rollout.open_ids and cfg.rollout.close_ids):
         raise UserError("data.data=synthetic has no tokenizer: set rollout.open_ids and rollout.close_ids")
+    if cfg.warmup.steps and cfg.run.objective == "ntp":
+        raise UserError("warmup.steps is a next-token phase before rlp or rpt; with run.objective=ntp raise run.steps")
     if cfg.distributed.initialize == "never" and cfg.distributed.coordinator_address:
         raise UserError("distributed.coordinator_address is set but distributed.initialize is 'never'")
 

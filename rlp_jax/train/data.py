@@ -6,7 +6,8 @@
   * `data.data: synthetic` streams seeded random tokens (benchmarks, multi-host tests): the
     global batch of step s is the same for any process count, so runs compare exactly.
 Each process reads its own shard with `global batch / process_count` rows; the rows of all
-processes form one global `jax.Array` (`jax.make_array_from_process_local_data`).
+processes form one global `jax.Array` (`jax.make_array_from_process_local_data`); with the
+pipeline's segment ids and positions they form one global `Window` (`global_window`).
 Cache writes go to a temporary name first and are renamed, so concurrent or killed
 starts never leave a half-written dataset behind.
 """
@@ -108,6 +109,15 @@ def make_train_iterator(cfg, vocab_size: int, process_index: int, process_count:
     if split != "train":
         local = dataclasses.replace(local, shuffle=False, prefetch=0)
     return make_iterator(local, process_index, process_count)
+
+
+def global_window(local_batch: dict, mesh, rules=None):
+    """This process's batch (tokens, and segment ids and positions where the pipeline packs
+    documents) as one global `Window` over the mesh."""
+    from rlp_jax.rollout.window import Window, from_batch
+
+    local = from_batch(local_batch)
+    return Window(*(global_batch(a, mesh, rules) for a in (local.tokens, local.segment_ids, local.positions)))
 
 
 def global_batch(local_tokens, mesh, rules=None):

@@ -54,29 +54,6 @@ def _check_resumable(saved: dict, cfg) -> None:
     resume.check(saved.get("config", {}), cfg, cfg.run.checkpoint_dir or cfg.run.run_dir)
 
 
-def evaluate(cfg, eval_step, state, mesh, vocab_size: int) -> dict:
-    """Mean held-out metrics over `run.eval_batches` validation batches (fixed eval key)."""
-    import jax
-    import numpy as np
-
-    it = train_data.make_train_iterator(cfg, vocab_size, jax.process_index(), jax.process_count(),
-                                        split="validation")
-    key = jax.random.key(cfg.run.seed + 7)
-    totals: dict[str, float] = {}
-    try:
-        for i in range(cfg.run.eval_batches):
-            window = train_data.global_batch(next(it)["tokens"], mesh)
-            out = jax.device_get(eval_step(state.params, state.ema_params, window, jax.random.fold_in(key, i)))
-            for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / cfg.run.eval_batches
-    except StopIteration:
-        raise UserError("the validation split has too few windows for run.eval_batches") from None
-    finally:
-        if hasattr(it, "close"):
-            it.close()
-    return {k: float(np.float32(v)) for k, v in totals.items()}
-
-
 # ----------------------------------------------------------------------------- setup
 
 
@@ -127,6 +104,7 @@ class _Programs:
     state_like: Any
     shardings: Any
     init: Callable  # init(params, rng=key) -> a fresh TrainState (with θ_0 kept if KL needs it)
+    thoughts: Callable  # thoughts(state, step, start, logger): sample thoughts at each eval (`thought_samples`)
 
 
 def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
@@ -135,6 +113,7 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
     from rlp_jax.model import transformer as model
     from rlp_jax.objectives import make_objective
     from rlp_jax.train.heldout import make_eval_step
+    from rlp_jax.train import thought_samples
     from rlp_jax.train.state import init_state
     from rlp_jax.train.step import make_train_step
 
@@ -150,7 +129,8 @@ def _compile(cfg: config_lib.TrainConfig, tokenizer, mesh) -> _Programs:
                                          skip_nonfinite=run.nonfinite == "skip", frozen=frozen,
                                          max_update_ratio=run.max_update_ratio)
     eval_step = make_eval_step(cfg.model, cfg.rollout, run.objective == "rlp", mesh, shardings.params)
-    return _Programs(step_fn, eval_step, state_like, shardings, init)
+    return _Programs(step_fn, eval_step, state_like, shardings, init,
+                     thought_samples.for_run(cfg, tokenizer, mesh, shardings.params))
 
 
 @dataclasses.dataclass
@@ -285,7 +265,7 @@ def _close(session: _Session) -> None:
 
 def _dispatch(session: _Session, step: int) -> None:
     """Queue step `step` on the next global batch, then log the previous step while it runs."""
-    window = train_data.global_batch(next(session.iterator)["tokens"], session.mesh)
+    window = train_data.global_window(next(session.iterator), session.mesh)
     session.state, on_device = session.programs.step(session.state, window)
     session.done = step
     _flush(session)
@@ -332,11 +312,18 @@ def _evaluate_if_due(session: _Session, step: int) -> None:
     every = session.cfg.run.eval_every
     if every and step % every == 0:
         _fetch(session)  # under run.nonfinite=stop a non-finite step ends the run before its eval
-        session.last_eval = evaluate(session.cfg, session.programs.eval_step, session.state, session.mesh,
-                                     session.cfg.model.vocab_size)
-        session.logger.log(step, session.last_eval, prefix="eval")
-        _check_heldout(session, step)
-        session.clock = time.perf_counter()  # step times leave the eval out
+        _evaluate_now(session, step)
+
+
+def _evaluate_now(session: _Session, step: int) -> None:
+    from rlp_jax.train import heldout
+
+    session.last_eval = heldout.evaluate(session.cfg, session.programs.eval_step, session.state, session.mesh,
+                                 session.cfg.model.vocab_size)
+    session.logger.log(step, session.last_eval, prefix="eval")
+    session.programs.thoughts(session.state, step, session.start, session.logger)  # thoughts.jsonl
+    _check_heldout(session, step)
+    session.clock = time.perf_counter()  # step times leave the eval out
 
 
 def _check_heldout(session: _Session, step: int) -> None:
@@ -388,6 +375,8 @@ def _checkpoint(session: _Session, step: int) -> bool:
 def _train_steps(session: _Session) -> None:
     """Steps start+1 … run.steps, or until a SIGTERM (after saving the step it arrived in)."""
     run = session.cfg.run
+    if session.start == 0 and run.eval_at_start and run.eval_every:
+        _evaluate_now(session, 0)  # the "before" of the run's summary
     session.clock = time.perf_counter()
     for step in range(session.start + 1, run.steps + 1):
         _dispatch(session, step)
@@ -424,6 +413,9 @@ def train(cfg: config_lib.TrainConfig) -> dict:
     run_lock.check_writable(train_setup.expand(cfg.run.run_dir))  # before data preparation
     cfg, tokenizer, mesh = _resolve(cfg)
     with _claim(cfg):
+        from rlp_jax.train import warmup
+
+        warmup.run_if_needed(cfg, train, _say)
         session = _open(cfg, mesh, _compile(cfg, tokenizer, mesh))
         try:
             _train_steps(session)
@@ -444,5 +436,9 @@ def main(config_path: str | None, overrides: list[str]) -> int:
         print(f"checkpoints: {summary['checkpoints']}")
         print(f"config:      {os.path.join(d, 'config.yaml')}")
         print(f"plots:       {os.path.join(d, 'plots', 'training.png')}")
+        from rlp_jax.train.warmup import summary_lines
+
+        for line in summary_lines(d, cfg.run.objective):
+            print(line)
         sys.stdout.flush()
     return 0

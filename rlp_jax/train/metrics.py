@@ -28,7 +28,8 @@ from rlp_jax.progress import enabled as progress_enabled
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 PLOTS_DIR = "plots"
-TRAINING_PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/nll", "train/tokens_per_s"]
+TRAINING_PLOT_KEYS = ["train/reward_mean", "train/loss", "eval/info_gain", "eval/acc_think/hard",
+                      "eval/acc_no_think_at_thoughts/hard", "eval/nll", "train/tokens_per_s"]
 
 
 def _number(value):
@@ -102,6 +103,12 @@ class MetricsLogger:
                 for key, value in record.items():
                     if key != "step" and isinstance(value, float):
                         self._tb.add_scalar(key, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """TensorBoard text (Markdown), e.g. the run's sample thoughts."""
+        if self._tb is not None:
+            with writing(os.path.join(os.path.dirname(self._path), TB_DIR)):
+                self._tb.add_text(tag, text, step)
 
     def bar(self, step: int, postfix: dict) -> None:
         if self._bar is not None:

@@ -115,12 +115,19 @@ def check_mesh(cfg: TrainConfig, mesh, process_count: int) -> None:
 
 
 def initial_params(cfg: TrainConfig, mesh, param_shardings):
-    """Parameters from `init_from` (restored straight onto the mesh) or a seeded random init."""
+    """Parameters from the warm-up run's final checkpoint (`rlp_jax.train.warmup`), else from
+    `init_from` (restored straight onto the mesh), else a seeded random init."""
     import jax
 
     from rlp_jax.model import transformer as model
     from rlp_jax.model.io import load_model
 
+    if cfg.warmup.steps:
+        from rlp_jax.train.checkpoint import restore_params
+        from rlp_jax.train.warmup import warmup_dir
+
+        _, params = restore_params(warmup_dir(cfg), "params", mesh=mesh)
+        return jax.tree.map(lambda p, s: jax.device_put(p, s), params, param_shardings)
     if cfg.init_from:
         _, params = load_model(cfg.init_from, mesh=mesh, dtype=cfg.model.param_dtype)
         return params
