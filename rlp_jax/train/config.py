@@ -105,14 +105,16 @@ class WarmupConfig:
     data: str = ""  # its corpus: builtin:NAME, a TFDS dir (same tokenizer); default data.data
     learning_rate: float = 3e-3
     batch_size: int = 0  # 0: data.batch_size
+    seq_len: int = 0  # 0: data.seq_len
 
     def __post_init__(self):
         if self.steps < 0:
             raise UserError(f"warmup.steps must be >= 0 (0: no warm-up), got {self.steps}")
         if not self.learning_rate > 0:
             raise UserError(f"warmup.learning_rate must be > 0, got {self.learning_rate}")
-        if self.batch_size < 0:
-            raise UserError(f"warmup.batch_size must be >= 0 (0: data.batch_size), got {self.batch_size}")
+        for key in ("batch_size", "seq_len"):
+            if getattr(self, key) < 0:
+                raise UserError(f"warmup.{key} must be >= 0 (0: data.{key}), got {getattr(self, key)}")
 
 
 @dataclasses.dataclass(frozen=True)

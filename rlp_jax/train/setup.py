@@ -12,6 +12,7 @@ import dataclasses
 import os
 import sys
 
+from rlp_jax.data.builtin import BUILTINS
 from rlp_jax.train import data as train_data
 from rlp_jax.train.config import TrainConfig, dump_yaml
 from rlp_jax.errors import UserError
@@ -55,17 +56,19 @@ def resolve(cfg: TrainConfig):
     model_cfg = _model_from(cfg)
     data = dataclasses.replace(cfg.data, data=expand(cfg.data.data), tokenizer=expand(cfg.data.tokenizer))
 
-    if data.data.startswith("builtin:"):
-        data = dataclasses.replace(data, data=train_data.prepare_builtin(data.data, cfg.prepare))
-    elif data.data != train_data.SYNTHETIC and not os.path.exists(data.data):
-        raise UserError(f"data.data not found: {data.data} (prepare one with `rlp-jax data prepare`, "
-                        f"or use builtin:arithmetic / builtin:shakespeare / synthetic)")
+    data = dataclasses.replace(data, data=_prepared(data.data, "data.data", cfg.prepare))
+    warmup = cfg.warmup
+    if warmup.steps and warmup.data:
+        warmup = dataclasses.replace(warmup, data=_prepared(expand(warmup.data), "warmup.data", cfg.prepare))
+    cfg = cfg.replace(warmup=warmup)
 
     tokenizer = None
     if data.tokenizer in ("", "auto") and cfg.init_from:
         data = dataclasses.replace(data, tokenizer=cfg.init_from)
     elif data.tokenizer == "auto" and data.data != train_data.SYNTHETIC:
-        data = dataclasses.replace(data, tokenizer=train_data.auto_tokenizer(data.data, model_cfg.vocab_size,
+        # trained on the warm-up's corpus where there is one: it has every word either phase reads
+        corpus = warmup.data if warmup.steps and warmup.data else data.data
+        data = dataclasses.replace(data, tokenizer=train_data.auto_tokenizer(corpus, model_cfg.vocab_size,
                                                                              cfg.prepare))
     if data.tokenizer not in ("", "auto"):
         tokenizer = load_tokenizer(data.tokenizer)
@@ -88,6 +91,16 @@ def resolve(cfg: TrainConfig):
     elif data.seq_len > model_cfg.max_seq_len:
         raise UserError(f"data.seq_len ({data.seq_len}) exceeds model.max_seq_len ({model_cfg.max_seq_len})")
     return cfg, tokenizer
+
+
+def _prepared(path: str, key: str, prepare_cfg) -> str:
+    """A data path made concrete: a built-in corpus prepared into the cache, else it must exist."""
+    if path.startswith("builtin:"):
+        return train_data.prepare_builtin(path, prepare_cfg)
+    if path != train_data.SYNTHETIC and not os.path.exists(path):
+        raise UserError(f"{key} not found: {path} (prepare one with `rlp-jax data prepare`, "
+                        f"or use builtin:NAME ({', '.join(BUILTINS)}) / synthetic)")
+    return path
 
 
 def write_config(cfg: TrainConfig) -> str:

@@ -28,7 +28,8 @@ def warmup_config(cfg: TrainConfig) -> TrainConfig:
     """The warm-up run of a resolved `cfg`: next-token steps on `warmup.data` with the same
     model, tokenizer and window, in `RUN_DIR/warmup`."""
     w, run = cfg.warmup, cfg.run
-    data = dataclasses.replace(cfg.data, data=w.data or cfg.data.data, batch_size=w.batch_size or cfg.data.batch_size)
+    data = dataclasses.replace(cfg.data, data=w.data or cfg.data.data, batch_size=w.batch_size or cfg.data.batch_size,
+                               seq_len=w.seq_len or cfg.data.seq_len)
     optimizer = OptimizerConfig(learning_rate=w.learning_rate, schedule="cosine", decay_steps=w.steps,
                                 end_lr_fraction=0.1, grad_clip=cfg.optimizer.grad_clip)
     every = max(1, w.steps // 4)

@@ -42,3 +42,21 @@ def test_warmup_with_the_ntp_objective_is_refused_in_one_line(tmp_path):
     done = run_train(TINY + [f"run.run_dir={tmp_path / 'r'}", "warmup.steps=3", "run.objective=ntp"])
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("rlp-jax: error: warmup.steps")
+
+
+def test_the_main_job_config_runs_end_to_end_on_its_world(tmp_path):
+    """configs/tiny_sums.yaml, shortened: both built-in corpora prepared, the tokenizer trained
+    on the warm-up corpus (markers and digits single tokens), warm-up, RLP, summary, thoughts."""
+    import json
+
+    from tests.train_helpers import REPO
+
+    run_dir = tmp_path / "run"
+    done = run_train(["--config", f"{REPO}/configs/tiny_sums.yaml", f"run.run_dir={run_dir}", "warmup.steps=30",
+                      "run.steps=2", "run.eval_every=2", "run.eval_batches=1", "prepare.builtin_docs=400",
+                      "optimizer.decay_steps=2", "run.progress=false"], cache=str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held-out, step 0 -> step 2:" in done.stdout and "thinking accuracy, hard" in done.stdout
+    rows = [json.loads(line) for line in (run_dir / "thoughts.jsonl").read_text().splitlines()]
+    assert rows and {r["step"] for r in rows} == {0, 2}
+    assert all(r["context"] and r["context"][-1] in "0123456789=" for r in rows)  # a problem's own text
