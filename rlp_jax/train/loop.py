@@ -436,6 +436,8 @@ def main(config_path: str | None, overrides: list[str]) -> int:
         print(f"checkpoints: {summary['checkpoints']}")
         print(f"config:      {os.path.join(d, 'config.yaml')}")
         print(f"plots:       {os.path.join(d, 'plots', 'training.png')}")
+        if os.path.isfile(os.path.join(d, "thoughts.jsonl")):
+            print(f"thoughts:    {os.path.join(d, 'thoughts.jsonl')}")
         from rlp_jax.train.warmup import summary_lines
 
         for line in summary_lines(d, cfg.run.objective):
