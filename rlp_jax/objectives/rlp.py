@@ -27,8 +27,7 @@ from rlp_jax.objectives.config import RLPConfig
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.no_think import no_think_scores
-from rlp_jax.rollout.positions import choose_positions_ok
-from rlp_jax.rollout.thoughts import Rollout, rollout_thoughts
+from rlp_jax.rollout.thoughts import Rollout, think_at_eligible
 from rlp_jax.rollout.window import as_window
 
 
@@ -53,22 +52,19 @@ class RLP(pl.PolicyObjective):
 
     def rollout(self, params, teacher, window, key) -> Experience:
         window = as_window(window)
-        key_positions, key_rollout = jax.random.split(key)
         s_ema, entropy = no_think_scores(teacher, self.model, window)
-        t, ok = choose_positions_ok(key_positions, entropy, self.rollout_cfg, window)
-        roll = rollout_thoughts(params, self.model, self.rollout_cfg, window, t, key_rollout, active=ok)
-        return Experience(roll=roll, s_ema=br.at_branches(s_ema, roll.t),
-                          valid=br.branch_starts(ok, self.rollout_cfg.group_size))
+        roll, valid = think_at_eligible(params, self.model, self.rollout_cfg, window, entropy, key)
+        return Experience(roll=roll, s_ema=br.at_branches(s_ema, roll.t), valid=valid)
 
     def reward(self, experience: Experience, window):
         return information_gain(experience.roll.s_pred, experience.s_ema)
 
     def loss_batch(self, experience: Experience, reward, window, reference):
-        roll, lcfg, valid = experience.roll, self.loss_cfg, experience.valid
+        roll, lcfg, valid, group = experience.roll, self.loss_cfg, experience.valid, self.rollout_cfg.group_size
         window = as_window(window)
         # reference policy (kl_beta > 0): the fixed θ_0 the train state keeps (paper §10)
         ref_logp = self.reference_logp(reference, self.rollout_cfg, window, roll.t, roll.thoughts, roll.lengths)
-        adv = pl.advantages(reward, self.rollout_cfg.group_size, lcfg.advantage)
+        adv = pl.advantages(reward, group, lcfg.advantage)
         batch = pl.LossBatch(window=window, t=roll.t, thoughts=roll.thoughts, lengths=roll.lengths,
                              logp_old=roll.logp, advantages=jnp.where(valid, adv, 0.0), ref_logp=ref_logp,
                              valid=valid, old_from_forced=lcfg.single_update)
@@ -76,7 +72,7 @@ class RLP(pl.PolicyObjective):
         metrics = dict(
             reward_mean=mean(reward), reward_std=jnp.sqrt(mean(jnp.square(reward - mean(reward)))),
             s_pred=mean(roll.s_pred), s_ema=mean(experience.s_ema), thought_len=mean(roll.lengths),
-            equal_reward_groups=pl.equal_reward_groups(reward, self.rollout_cfg.group_size, keep=valid[:, ::self.rollout_cfg.group_size]),
+            equal_reward_groups=pl.equal_reward_groups(reward, group, keep=valid[:, ::group]),
         )
         return batch, metrics
 

@@ -38,7 +38,8 @@ from rlp_jax.objectives.config import RPTConfig
 from rlp_jax.objectives.prefix_match import continuation_boundaries, extract_answer, prefix_match_reward
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.no_think import window_forward
-from rlp_jax.rollout.positions import eligible, per_position
+from rlp_jax.rollout import positions
+from rlp_jax.rollout.positions import per_position
 from rlp_jax.rollout.thoughts import Rollout, rollout_thoughts
 from rlp_jax.rollout.window import Window, as_window, take_rows
 
@@ -59,7 +60,7 @@ def proxy_entropy(params, cfg: ModelConfig, window, min_context: int):
     """`(entropy, eligible)` `[B, T]`: the proxy's top-16 next-token entropy (each packed
     document seen alone) and where a completion may go (`positions.eligible`)."""
     entropy = per_position(top_k_entropy(window_forward(params, cfg, window)[:, :-1]))
-    return entropy, eligible(window, min_context)
+    return entropy, positions.eligible(window, min_context)
 
 
 @struct.dataclass

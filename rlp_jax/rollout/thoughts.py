@@ -17,6 +17,7 @@ from rlp_jax.model.config import ModelConfig
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.branches import prefill_window
 from rlp_jax.rollout.config import RolloutConfig
+from rlp_jax.rollout.positions import choose_positions_ok
 from rlp_jax.rollout.sampling import DecodeState, Sampler, decode_loop
 from rlp_jax.rollout.window import as_window
 
@@ -83,6 +84,17 @@ def decode_thoughts(params, cfg: ModelConfig, rcfg: RolloutConfig, window, t, ke
     decoded = decode_loop(params, cfg, first, thought_sampler(rcfg), br.thought_start(rcfg, start),
                           prefix=prefix_fn(1))
     return finish_thoughts(params, cfg, rcfg, w.tokens, t_branch, start, decoded, prefix_fn)
+
+
+def think_at_eligible(params, cfg: ModelConfig, rcfg: RolloutConfig, window, entropy, key):
+    """`(rollout, valid [B, R])`: K eligible positions per window chosen from the no-think
+    `entropy` (`positions.choose_positions_ok`), G thoughts at each; branches at slots a
+    window could not fill are rolled out empty and not `valid`. What RLP's rollout, held-out
+    eval and the sample thoughts all do, with the same split of `key`."""
+    key_positions, key_rollout = jax.random.split(key)
+    t, ok = choose_positions_ok(key_positions, entropy, rcfg, window)
+    roll = rollout_thoughts(params, cfg, rcfg, window, t, key_rollout, active=ok)
+    return roll, br.branch_starts(ok, rcfg.group_size)
 
 
 rollout_thoughts_jit = jax.jit(rollout_thoughts, static_argnames=("cfg", "rcfg"))

@@ -18,8 +18,8 @@ from rlp_jax.objectives.rlp import information_gain
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.no_think import scores_from_logits, window_forward
-from rlp_jax.rollout.positions import BUCKETS, choose_positions_ok, per_position
-from rlp_jax.rollout.thoughts import rollout_thoughts
+from rlp_jax.rollout.positions import BUCKETS, per_position
+from rlp_jax.rollout.thoughts import think_at_eligible
 from rlp_jax.rollout.window import as_window
 
 
@@ -49,11 +49,8 @@ def evaluate_window(params, ema_params, window, key, *, cfg: ModelConfig, rollou
     proxy_entropy = per_position(top_k_entropy(ema_logits))
     out.update(bucket_means("acc_no_think", correct, proxy_entropy[:, 1:], nll_targets(window)))
     if thinking:
-        key_positions, key_rollout = jax.random.split(key)
         s_ema, entropy = scores_from_logits(ema_logits, window)
-        t, ok = choose_positions_ok(key_positions, entropy, rollout, window)
-        roll = rollout_thoughts(params, cfg, rollout, window, t, key_rollout, active=ok)
-        valid = br.branch_starts(ok, rollout.group_size)
+        roll, valid = think_at_eligible(params, cfg, rollout, window, entropy, key)
         gain = information_gain(roll.s_pred, br.at_branches(s_ema, roll.t))
         out.update(info_gain=valid_mean(gain, valid), info_gain_positive=valid_mean(gain > 0, valid),
                    thought_len=valid_mean(roll.lengths, valid))

@@ -20,8 +20,7 @@ from rlp_jax.errors import UserError, writing
 from rlp_jax.objectives.rlp import information_gain
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.no_think import no_think_scores
-from rlp_jax.rollout.positions import choose_positions_ok
-from rlp_jax.rollout.thoughts import rollout_thoughts
+from rlp_jax.rollout.thoughts import think_at_eligible
 from rlp_jax.rollout.window import as_window
 from rlp_jax.train import thought_text
 
@@ -34,11 +33,8 @@ def sample_thoughts(params, ema_params, window, key, *, cfg, rollout, count: int
     `Window` or tokens `[B, T]`): context tail, thought, target, greedy prediction, S_pred,
     S_ema and reward. `valid` is False where a window had too few eligible positions."""
     w = as_window(window)
-    key_positions, key_rollout = jax.random.split(key)
     s_ema, entropy = no_think_scores(ema_params, cfg, w)
-    t, ok = choose_positions_ok(key_positions, entropy, rollout, w)
-    roll = rollout_thoughts(params, cfg, rollout, w, t, key_rollout, active=ok)
-    valid = br.branch_starts(ok, rollout.group_size)
+    roll, valid = think_at_eligible(params, cfg, rollout, w, entropy, key)
     branches = valid.shape[1]
     # valid before invalid, a group's first branch before its others, then in order
     later = jnp.arange(branches) % rollout.group_size != 0
