@@ -27,8 +27,8 @@ from rlp_jax.model.vocab_scores import top_k_entropy
 from rlp_jax.rollout import branches as br
 from rlp_jax.rollout.config import RolloutConfig
 from rlp_jax.rollout.no_think import window_forward
-from rlp_jax.rollout.positions import BUCKETS, choose_positions_ok, per_position
-from rlp_jax.rollout.thoughts import rollout_thoughts
+from rlp_jax.rollout.positions import BUCKETS, per_position
+from rlp_jax.rollout.thoughts import think_at_eligible
 from rlp_jax.rollout.window import Window, from_batch, target_mask
 
 
@@ -48,12 +48,13 @@ def no_think_pass(params, cfg: ModelConfig, proxy_params, proxy_cfg: ModelConfig
 def thinking_pass(params, cfg: ModelConfig, rcfg: RolloutConfig, window: Window, key):
     """Rollouts at K uniformly drawn eligible positions, under the same document masks as
     the no-think pass: `(t [B,K], ok [B,K], correct [B,K,G], s_pred [B,K,G])`."""
-    key_pos, key_roll = jax.random.split(key)
-    t, ok = choose_positions_ok(key_pos, jnp.zeros(window.shape), rcfg.replace(position_strategy="uniform"), window)
-    roll = rollout_thoughts(params, cfg, rcfg, window, t, key_roll, active=ok)
+    rcfg = rcfg.replace(position_strategy="uniform")
+    roll, valid = think_at_eligible(params, cfg, rcfg, window, jnp.zeros(window.shape), key)
     targets = br.at_branches(window.tokens, roll.t)
-    shape = t.shape + (rcfg.group_size,)
-    return t, ok, (roll.prediction == targets).reshape(shape), roll.s_pred.reshape(shape)
+    g = rcfg.group_size
+    shape = roll.t.shape[:1] + (-1, g)
+    return (roll.t[:, ::g], valid[:, ::g], (roll.prediction == targets).reshape(shape),
+            roll.s_pred.reshape(shape))
 
 
 @dataclasses.dataclass
