@@ -1,10 +1,13 @@
-"""The main job (configs/tiny_sums.yaml) for several seeds: before/after held-out figures.
+"""The main job (configs/tiny_sums.yaml, RLP) or its RPT twin (configs/tiny_sums_rpt.yaml) for
+several seeds: before/after figures per seed.
 
-Each seed is a whole `rlp-jax train` run (warm-up, then RLP) in its own run directory; the
-table gives held-out information gain and thinking vs no-think accuracy at the same
-positions, at the first eval (before RLP) and the last, with the training wall time.
+Each seed is a whole `rlp-jax train` run (warm-up, then the objective) in its own run
+directory, with a fresh cache. RLP: held-out information gain and thinking vs no-think
+accuracy at the same positions (hard bucket), at the first eval (before RLP) and the last.
+RPT: the prefix-match reward over the first and last 10 steps (each step's windows are
+fresh and scored before the update on them). Both with the training wall time.
 
-  python benchmarks/main_job_seeds.py [--seeds 0 1 2] [--out benchmarks/results/main-job-seeds.md]
+  python benchmarks/main_job_seeds.py [--config configs/tiny_sums_rpt.yaml] [--seeds 0 1 2] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYS = ("eval/info_gain", "eval/acc_think/hard", "eval/acc_no_think_at_thoughts/hard")
+RLP_KEYS = ("eval/info_gain", "eval/acc_think/hard", "eval/acc_no_think_at_thoughts/hard")
+REWARD_SPAN = 10
 
 
 def run_seed(seed: int, root: str, config: str) -> dict:
@@ -29,9 +33,38 @@ def run_seed(seed: int, root: str, config: str) -> dict:
                    stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        evals = [r for r in map(json.loads, f) if "eval/info_gain" in r]
-    return {"seed": seed, "wall_s": wall, "before": {k: evals[0][k] for k in KEYS},
-            "after": {k: evals[-1][k] for k in KEYS}, "steps": (evals[0]["step"], evals[-1]["step"])}
+        records = [json.loads(line) for line in f]
+    result = {"seed": seed, "wall_s": wall}
+    evals = [r for r in records if "eval/info_gain" in r]
+    if evals:
+        result.update(before={k: evals[0][k] for k in RLP_KEYS}, after={k: evals[-1][k] for k in RLP_KEYS},
+                      steps=(evals[0]["step"], evals[-1]["step"]))
+    rewards = [r["train/reward_mean"] for r in records if "train/reward_mean" in r]
+    result.update(reward_first=sum(rewards[:REWARD_SPAN]) / REWARD_SPAN,
+                  reward_last=sum(rewards[-REWARD_SPAN:]) / REWARD_SPAN)
+    return result
+
+
+def rlp_table(results) -> list[str]:
+    lines = ["| seed | info gain before → after | thinking acc. (hard) | no-think acc. there (hard) | margin | wall |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        b, a = r["before"], r["after"]
+        margin = a["eval/acc_think/hard"] - a["eval/acc_no_think_at_thoughts/hard"]
+        lines.append(f"| {r['seed']} | {b['eval/info_gain']:+.3f} → {a['eval/info_gain']:+.3f} | "
+                     f"{b['eval/acc_think/hard']:.3f} → {a['eval/acc_think/hard']:.3f} | "
+                     f"{b['eval/acc_no_think_at_thoughts/hard']:.3f} → {a['eval/acc_no_think_at_thoughts/hard']:.3f} | "
+                     f"{100 * margin:+.1f} pts | {r['wall_s']:.0f} s |")
+    return lines
+
+
+def rpt_table(results) -> list[str]:
+    lines = [f"| seed | prefix-match reward, first {REWARD_SPAN} → last {REWARD_SPAN} steps | rise | wall |",
+             "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['seed']} | {r['reward_first']:.3f} → {r['reward_last']:.3f} | "
+                     f"{r['reward_last'] - r['reward_first']:+.3f} | {r['wall_s']:.0f} s |")
+    return lines
 
 
 def main() -> int:
@@ -43,16 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as root:
         os.environ.setdefault("RLP_JAX_CACHE", os.path.join(root, "cache"))  # a fresh cache, as a new user has
         results = [run_seed(seed, root, args.config) for seed in args.seeds]
-    lines = ["| seed | info gain before → after | thinking acc. (hard) | no-think acc. there (hard) | margin | wall |",
-             "|---|---|---|---|---|---|"]
-    for r in results:
-        b, a = r["before"], r["after"]
-        margin = a["eval/acc_think/hard"] - a["eval/acc_no_think_at_thoughts/hard"]
-        lines.append(f"| {r['seed']} | {b['eval/info_gain']:+.3f} → {a['eval/info_gain']:+.3f} | "
-                     f"{b['eval/acc_think/hard']:.3f} → {a['eval/acc_think/hard']:.3f} | "
-                     f"{b['eval/acc_no_think_at_thoughts/hard']:.3f} → {a['eval/acc_no_think_at_thoughts/hard']:.3f} | "
-                     f"{100 * margin:+.1f} pts | {r['wall_s']:.0f} s |")
-    table = "\n".join(lines)
+    table = "\n".join(rlp_table(results) if all("before" in r for r in results) else rpt_table(results))
     print(table)
     if args.out:
         with open(args.out, "w") as f:

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("prepare", help="build a TFDS (ArrayRecord) dataset from local files, offline")
     p.add_argument("--name", required=True, help="dataset name (lower-case identifier)")
     p.add_argument("--input", action="append", nargs="+", default=[], metavar="FILES_OR_GLOB",
-                   help="files, globs, directories, a TFDS data dir, or builtin:NAME (shakespeare, arithmetic, sums, sums_worked)")
+                   help="files, globs, directories, a TFDS data dir, or builtin:NAME (shakespeare, arithmetic, sums, sums_worked, sums_boxed)")
     p.add_argument("--builtin", choices=BUILTINS, help="shorthand for --input builtin:NAME")
     p.add_argument("--out", required=True, help="TFDS data dir; the dataset goes to OUT/NAME/1.0.0")
     p.add_argument("--force", action="store_true", help="replace a dataset of that name already in --out")

@@ -16,7 +16,7 @@ from rlp_jax.data.corpus import Document, clean_markdown
 from rlp_jax.errors import UserError, read_text_file
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("shakespeare", "arithmetic", "sums", "sums_worked")
+BUILTINS = ("shakespeare", "arithmetic", "sums", "sums_worked", "sums_boxed")
 
 
 def builtin_documents(name: str, num_docs: int = 2000, seed: int = 0) -> list[Document]:
@@ -26,10 +26,10 @@ def builtin_documents(name: str, num_docs: int = 2000, seed: int = 0) -> list[Do
         return shakespeare_documents()
     if name == "arithmetic":
         return arithmetic_documents(num_docs, seed)
-    if name in ("sums", "sums_worked"):
+    if name in ("sums", "sums_worked", "sums_boxed"):
         from rlp_jax.data.sums import sums_documents
 
-        return sums_documents(num_docs, seed, mixed=name == "sums_worked")
+        return sums_documents(num_docs, seed, mixed=name != "sums", boxed=name == "sums_boxed")
     raise UserError(f"unknown built-in corpus {name!r}; choose one of {', '.join(BUILTINS)}")
 
 

@@ -74,4 +74,17 @@ def summary_lines(run_dir: str, objective: str) -> list[str]:
     for label, key in rows:
         if key in first and key in last:
             lines.append(f"  {label:<26} {first[key]:8.3f} -> {last[key]:8.3f}")
+    if objective == "rpt":
+        lines += reward_lines(read_metrics(run_dir))
     return lines if len(lines) > 1 else []
+
+
+def reward_lines(records, span: int = 10) -> list[str]:
+    """RPT's training reward (prefix-match accuracy) over the first and last `span` steps:
+    each step's windows are fresh, and its completions are sampled before it updates on them."""
+    rewards = [r["train/reward_mean"] for r in records if "train/reward_mean" in r]
+    span = min(span, len(rewards) // 2)
+    if not span:
+        return []
+    first, last = sum(rewards[:span]) / span, sum(rewards[-span:]) / span
+    return [f"prefix-match reward, first {span} -> last {span} steps: {first:.3f} -> {last:.3f}"]

@@ -44,3 +44,15 @@ def test_the_warmup_corpus_mixes_plain_worked_and_chatter_with_correct_work():
 def test_the_same_seed_gives_the_same_world():
     assert [d.text for d in sums_documents(50, seed=7, mixed=True)] == \
            [d.text for d in sums_documents(50, seed=7, mixed=True)]
+
+
+def test_the_rpt_warmup_corpus_boxes_thought_out_answers_and_nothing_else():
+    boxed = [d.text for d in sums_documents(400, seed=0, mixed=True, boxed=True)]
+    worked = [d.text for d in sums_documents(400, seed=0, mixed=True)]
+    for b, w in zip(boxed, worked):  # the same problems, thoughts and answers; only the answer's format
+        if THINK_OPEN in w:
+            head, answer = w.rsplit(THINK_CLOSE, 1)
+            assert b == f"{head}{THINK_CLOSE}\\boxed{{{answer}}}", b
+        else:
+            assert b == w and PLAIN.match(b)
+    assert sums_documents(1, mixed=True, boxed=True)[0].source == "sums_boxed:0"

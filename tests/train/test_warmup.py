@@ -60,3 +60,21 @@ def test_the_main_job_config_runs_end_to_end_on_its_world(tmp_path):
     rows = [json.loads(line) for line in (run_dir / "thoughts.jsonl").read_text().splitlines()]
     assert rows and {r["step"] for r in rows} == {0, 2}
     assert all(r["context"] and r["context"][-1] in "0123456789=" for r in rows)  # a problem's own text
+
+
+def test_the_rpt_job_on_the_sums_world_runs_end_to_end(tmp_path):
+    """configs/tiny_sums_rpt.yaml, shortened: the boxed warm-up corpus, its tokenizer, RPT on
+    plain problems, and the summary's prefix-match reward before and after."""
+    from tests.train_helpers import REPO
+
+    run_dir = tmp_path / "run"
+    done = run_train(["--config", f"{REPO}/configs/tiny_sums_rpt.yaml", f"run.run_dir={run_dir}",
+                      "warmup.steps=30", "run.steps=2", "run.eval_every=2", "run.eval_batches=1",
+                      "prepare.builtin_docs=400", "optimizer.decay_steps=2", "run.progress=false"],
+                     cache=str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held-out, step 0 -> step 2:" in done.stdout
+    assert "prefix-match reward, first 1 -> last 1 steps:" in done.stdout
+    steps = [r for r in metrics(run_dir) if "train/reward_mean" in r]
+    assert len(steps) == 2 and all(0.0 <= r["train/reward_mean"] <= 1.0 for r in steps)
+    assert all(r["train/eligible_positions"] > 0 for r in steps)  # digits and answers pass the entropy filter
