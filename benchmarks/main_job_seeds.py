@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from rlp_jax.train.warmup import reward_before_after
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RLP_KEYS = ("eval/info_gain", "eval/acc_think/hard", "eval/acc_no_think_at_thoughts/hard")
 REWARD_SPAN = 10
@@ -39,9 +41,7 @@ def run_seed(seed: int, root: str, config: str) -> dict:
     if evals:
         result.update(before={k: evals[0][k] for k in RLP_KEYS}, after={k: evals[-1][k] for k in RLP_KEYS},
                       steps=(evals[0]["step"], evals[-1]["step"]))
-    rewards = [r["train/reward_mean"] for r in records if "train/reward_mean" in r]
-    result.update(reward_first=sum(rewards[:REWARD_SPAN]) / REWARD_SPAN,
-                  reward_last=sum(rewards[-REWARD_SPAN:]) / REWARD_SPAN)
+    _, result["reward_first"], result["reward_last"] = reward_before_after(records, REWARD_SPAN)
     return result
 
 

@@ -12,10 +12,11 @@ chatter (digits are single tokens: the tokenizer splits them):
 
 `builtin:sums_worked` mixes the three (half plain; of the rest half worked, half chatter):
 the corpus of a next-token warm-up. `builtin:sums_boxed` is the same mix with the answer of a
-thought-out problem written as RPT's completions end, `3142=<think>33144820</think>\boxed{0}`:
-the warm-up of the RPT job (configs/tiny_sums_rpt.yaml), which rewards a boxed answer. `builtin:sums` holds plain problems only: what RLP
-trains and is evaluated on, so no thought, scratchpad or answer is ever handed to it —
-the policy writes its own thoughts. Documents are drawn from a seed: the same everywhere.
+thought-out problem written as RPT's completions end, `3142=<think>33144820</think>\\boxed{0}`:
+the warm-up of the RPT job (configs/tiny_sums_rpt.yaml), which rewards a boxed answer.
+`builtin:sums` holds plain problems only: what RLP trains and is evaluated on, so no
+thought, scratchpad or answer is ever handed to it — the policy writes its own thoughts.
+Documents are drawn from a seed: the same everywhere.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def sums_documents(num_docs: int, seed: int = 0, mixed: bool = False, digits: in
     return [Document(_problem(rng, mixed, digits, boxed), f"{name}:{i}") for i in range(num_docs)]
 
 
-def _problem(rng: random.Random, mixed: bool, digits: int, boxed: bool = False) -> str:
+def _problem(rng: random.Random, mixed: bool, digits: int, boxed: bool) -> str:
     xs = [rng.randrange(10) for _ in range(digits)]
     running = [sum(xs[: i + 1]) % 10 for i in range(digits)]
     question, answer = "".join(map(str, xs)) + "=", str(running[-1])

@@ -59,7 +59,8 @@ def summary_lines(run_dir: str, objective: str) -> list[str]:
     positions, overall and on the hard bucket."""
     from rlp_jax.train.metrics import read_metrics
 
-    evals = [r for r in read_metrics(run_dir) if any(k.startswith("eval/") for k in r)]
+    records = read_metrics(run_dir)
+    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     if len(evals) < 2:
         return []
     first, last = evals[0], evals[-1]
@@ -74,17 +75,18 @@ def summary_lines(run_dir: str, objective: str) -> list[str]:
     for label, key in rows:
         if key in first and key in last:
             lines.append(f"  {label:<26} {first[key]:8.3f} -> {last[key]:8.3f}")
-    if objective == "rpt":
-        lines += reward_lines(read_metrics(run_dir))
+    if objective == "rpt" and (reward := reward_before_after(records)):
+        span, first, last = reward
+        lines.append(f"prefix-match reward, first {span} -> last {span} steps: {first:.3f} -> {last:.3f}")
     return lines if len(lines) > 1 else []
 
 
-def reward_lines(records, span: int = 10) -> list[str]:
-    """RPT's training reward (prefix-match accuracy) over the first and last `span` steps:
-    each step's windows are fresh, and its completions are sampled before it updates on them."""
+def reward_before_after(records, span: int = 10):
+    """`(span, first, last)`: the mean training reward over the first and last `span` steps
+    (fewer if the run is short), or None. RPT's reward is its prefix-match accuracy, and each
+    step's windows are fresh, its completions sampled before it updates on them."""
     rewards = [r["train/reward_mean"] for r in records if "train/reward_mean" in r]
     span = min(span, len(rewards) // 2)
     if not span:
-        return []
-    first, last = sum(rewards[:span]) / span, sum(rewards[-span:]) / span
-    return [f"prefix-match reward, first {span} -> last {span} steps: {first:.3f} -> {last:.3f}"]
+        return None
+    return span, sum(rewards[:span]) / span, sum(rewards[-span:]) / span
