@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     source.add_argument("--text-file", help="a UTF-8 text file, cut into consecutive windows")
     p.add_argument("--split", default="validation")
     p.add_argument("--tokenizer", help="tokenizer (default: the checkpoint's)")
-    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--seq-len", type=int, help="window length (default: a run's data.seq_len, else 256)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--proxy", help="what defines difficulty (top-16 entropy): 'ema' (the run's EMA "
@@ -23,8 +23,11 @@ def register(subparsers) -> None:
                         "match (implies --think; needs a tokenizer with EOS)")
     p.add_argument("--positions", type=int, default=4, help="thinking positions per window")
     p.add_argument("--group-size", type=int, default=2, help="thoughts per position")
-    p.add_argument("--thought-len", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--thought-len", type=int, help="max thought tokens (default: a run's rollout.thought_len, else 32)")
+    p.add_argument("--min-context", type=int,
+                   help="tokens of its own document a thinking position needs before it (default: a run's "
+                        "rollout.min_context, else min(16, seq_len / 2))")
+    p.add_argument("--temperature", type=float, help="default: a run's rollout.temperature, else 0.7")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="with --think: print N sample thoughts of the first batch (context, thought, target, "
@@ -41,18 +44,20 @@ def run(args) -> int:
     from rlp_jax.evaluation import evaluate
     from rlp_jax.errors import UserError, check_output_dir, need_finite, write_output, writing
     from rlp_jax.evaluation.inputs import (base_model, dataset_batches, load_params, resolve_tokenizer,
-                                           text_file_batches)
+                                           run_config, text_file_batches)
     from rlp_jax.evaluation.reasoning import Reasoning
     from rlp_jax.rollout.config import RolloutConfig
 
-    if args.seq_len < 2 or args.batch_size < 1 or args.batches < 1:
+    if (args.seq_len is not None and args.seq_len < 2) or args.batch_size < 1 or args.batches < 1:
         raise UserError("need --seq-len >= 2, --batch-size >= 1 and --batches >= 1")
     if args.show < 0 or (args.show and not (args.think or args.rpt)):
         raise UserError("--show N prints sample thoughts: it needs --think (and N >= 0)")
-    need_finite(args.temperature, "--temperature", 0.0)
+    if args.temperature is not None:
+        need_finite(args.temperature, "--temperature", 0.0)
     outputs = ("eval.json", "eval.png")
     check_output_dir(args.out, args.force, outputs)  # before the evaluation, not after it
     cfg, params, tok_path, run_data, step = load_params(args.checkpoint, args.params, with_step=True)
+    run_settings(args, run_config(args.checkpoint))
     data_dir = args.data or run_data
     if not (data_dir or args.text_file):
         raise UserError("pass --data DATA_DIR or --text-file FILE (only a run directory brings its own data)")
@@ -63,9 +68,11 @@ def run(args) -> int:
     print(f"difficulty proxy: {proxy_name}", flush=True)
     rcfg, reasoning = None, None
     if args.think or args.rpt:
+        if not 1 <= args.min_context < args.seq_len:
+            raise UserError(f"--min-context must be in [1, --seq-len) = [1, {args.seq_len}), got {args.min_context}")
         rcfg = RolloutConfig(group_size=args.group_size, positions_per_window=args.positions,
                              thought_len=args.thought_len, temperature=args.temperature,
-                             min_context=min(16, args.seq_len // 2)).with_markers(tokenizer)
+                             min_context=args.min_context, **args.markers).with_markers(tokenizer)
         rcfg.check(args.seq_len, cfg.vocab_size, cfg.max_seq_len)
     if args.rpt:
         if tokenizer.eos_id is None:
@@ -84,6 +91,12 @@ def run(args) -> int:
     result["step"] = step  # the checkpoint read (a damaged or not-good newer one is passed over); None: a model dir
     result["proxy"] = proxy_name
     result["params"] = args.params
+    result["settings"] = {"seq_len": args.seq_len, "batch_size": args.batch_size, "batches": args.batches,
+                          **({} if rcfg is None else {
+                              "positions": args.positions, "group_size": args.group_size,
+                              "thought_len": args.thought_len, "min_context": args.min_context,
+                              "temperature": args.temperature, "open_ids": list(rcfg.open_ids),
+                              "close_ids": list(rcfg.close_ids), "seed": args.seed})}
     with writing(args.out):
         os.makedirs(args.out, exist_ok=True)
     write_output(os.path.join(args.out, outputs[0]), json.dumps(result, indent=2))
@@ -91,9 +104,29 @@ def run(args) -> int:
         evaluate.plot_eval(result, os.path.join(args.out, outputs[1]))
     print(json.dumps(result["all"], indent=2))
     print(f"wrote {os.path.join(args.out, 'eval.json')} and eval.png")
+    if rcfg is not None and not result["all"].get("information_gain_count"):
+        print(f"no thinking position: no window had a token with --min-context {args.min_context} tokens of "
+              "its own document before it (short documents: lower --min-context, or raise --seq-len)")
     if args.show:
         _show(args, params, cfg, rcfg, tokenizer, batches_of(1))
     return 0
+
+
+def run_settings(args, run_cfg) -> None:
+    """Fill the window and rollout settings not given on the command line: from the run's own
+    config when `--checkpoint` is a run (its documents, thoughts and markers are what it was
+    trained on), else the defaults for a model directory."""
+    rollout = run_cfg.rollout if run_cfg is not None else None
+    own = {"seq_len": run_cfg.data.seq_len if run_cfg is not None else 256,
+           "thought_len": rollout.thought_len if rollout is not None and rollout.thought_len >= 1 else 32,
+           "temperature": rollout.temperature if rollout is not None else 0.7}
+    for name, value in own.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.min_context is None:
+        args.min_context = rollout.min_context if rollout is not None else min(16, args.seq_len // 2)
+    args.markers = ({} if rollout is None else
+                    {k: getattr(rollout, k) for k in ("open_ids", "close_ids", "open_text", "close_text")})
 
 
 def _show(args, params, cfg, rcfg, tokenizer, first) -> None:

@@ -96,14 +96,28 @@ def test_a_resumed_run_appends_past_a_half_written_line(run):
 
 @pytest.mark.slow  # a training subprocess
 def test_eval_show_prints_examples(run, tmp_path, capsys):
-    rc = cli_main(["eval", "--checkpoint", str(run / "run"), "--think", "--show", "3", "--seq-len", "32",
+    """A run is evaluated with its own window, thought length and markers unless told otherwise."""
+    rc = cli_main(["eval", "--checkpoint", str(run / "run"), "--think", "--show", "3", "--min-context", "5",
                    "--batch-size", "2", "--batches", "1", "--positions", "2", "--group-size", "2",
-                   "--thought-len", "4", "--out", str(tmp_path / "e")])
+                   "--out", str(tmp_path / "e")])
     out = capsys.readouterr().out
     assert rc == 0
     shown = out.split("sample thoughts (3 of the first batch):")[1]
     assert shown.count("] reward ") == 3 and shown.count("  thought:    ") == 3
     assert shown.count("  prediction: ") == 3 and "S_no_think" in shown
+    settings = json.loads((tmp_path / "e" / "eval.json").read_text())["settings"]
+    run_cfg = config_lib.load_config(str(run / "run" / "config.yaml"), [])
+    assert (settings["seq_len"], settings["thought_len"], settings["temperature"]) == (
+        run_cfg.data.seq_len, run_cfg.rollout.thought_len, run_cfg.rollout.temperature) == (16, 4, 1.0)
+    assert settings["min_context"] == 5  # given on the command line: it wins over the run's 4
+
+
+@pytest.mark.slow  # a training subprocess
+def test_eval_min_context_must_leave_positions(run, tmp_path, capfd):
+    rc = cli_main(["eval", "--checkpoint", str(run / "run"), "--think", "--min-context", "16",
+                   "--out", str(tmp_path / "e")])
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and lines[-1] == "rlp-jax: error: --min-context must be in [1, --seq-len) = [1, 16), got 16"
 
 
 def test_show_without_think_is_one_line(tmp_path, capfd):
