@@ -4,9 +4,8 @@ RLP's reward at position t is log p(x_t | x_<t, thought) − log p_EMA(x_t | x_<
 training θ = EMA, so the gain of one fixed aside, written with the base weights, bounds what
 RLP can reach by choosing that aside: this script measures it for a few asides, for the real
 next token written in the aside (an oracle thought: the most a thought could say) and for the
-model's own greedy guess there. Positions are drawn uniformly among the tokens with at least
-`--min-context` tokens of their own document before them, as `rlp-jax eval` draws them; each
-document is scored alone.
+model's own greedy guess there. Positions are drawn uniformly among the `eligible` ones (at least `--min-context` tokens of
+their own document before them), as `rlp-jax eval` draws them; each document is scored alone.
 
     python benchmarks/aside_cost.py --model ~/.cache/rlp_jax/smollm2-135m/model \\
         --data ~/.cache/rlp_jax/data/shakespeare-1000-0.05 --out benchmarks/results/cpu-2core-smollm2-asides
@@ -40,6 +39,8 @@ def main():
     from rlp_jax.evaluation.inputs import dataset_batches
     from rlp_jax.model import transformer as model
     from rlp_jax.model.io import load_model
+    from rlp_jax.rollout.positions import eligible
+    from rlp_jax.rollout.window import from_batch
     from rlp_jax.tokenizer import load_tokenizer
 
     cfg, params = load_model(os.path.expanduser(args.model))
@@ -48,9 +49,10 @@ def main():
     items = []  # (the document's tokens before t, x_t)
     for batch in dataset_batches(os.path.expanduser(args.data), os.path.expanduser(args.model), args.split,
                                  args.seq_len, 2, args.batches):
-        for seg, pos, tokens in zip(batch["segment_ids"], batch["positions"], batch["tokens"]):
-            eligible = [t for t in range(1, args.seq_len) if seg[t] > 0 and pos[t] >= args.min_context]
-            for t in rng.choice(eligible, min(8, len(eligible)), replace=False):
+        allowed = np.asarray(eligible(from_batch(batch), args.min_context))  # the rule training uses
+        for ok, pos, tokens in zip(allowed, batch["positions"], batch["tokens"]):
+            choices = np.flatnonzero(ok)
+            for t in rng.choice(choices, min(8, len(choices)), replace=False):
                 items.append((tokens[t - pos[t]:t].tolist(), int(tokens[t])))
     width = args.seq_len + 16  # one compiled shape for every aside
 
